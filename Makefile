@@ -1,0 +1,33 @@
+# `make run` and `make test` are the README's two commands: each creates the virtual environment
+# on first use, installs the project into it, and runs the main job or the whole test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test install lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,onnx]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/nas zoo
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check mobilevit search_spaces nas tests bench
+
+bench: install
+	$(BIN)/python bench/model_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,51 @@
+"""The fixed-point table with our measured size and work next to the published figures."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from mobilevit import FIXED_POINTS
+from nas.profile import profile
+
+
+def zoo_records(resolution: int = 256) -> list[dict[str, Any]]:
+    """One record per fixed point: name, paper, block family, spec id, our params and MACs at
+    ``resolution``, the published figures and the full spec."""
+    records = []
+    for fp in FIXED_POINTS.values():
+        prof = profile(fp.spec, resolution)
+        families = sorted({s.block.family for s in fp.spec.stages if s.block is not None})
+        records.append({
+            "name": fp.name,
+            "paper": fp.paper,
+            "block": "/".join(families),
+            "spec_id": fp.spec.spec_id,
+            "params": prof.params,
+            "macs": prof.macs,
+            "resolution": resolution,
+            "macs_by_group": prof.macs_by_group,
+            "published": dataclasses.asdict(fp.published),
+            "spec": fp.spec.to_dict(),
+        })
+    return records
+
+
+def zoo_frame(records: list[dict[str, Any]]) -> Any:
+    """The table printed by ``nas zoo`` as a pandas DataFrame (one row per fixed point)."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        pub = r["published"]
+        rows.append({
+            "model": r["name"],
+            "block": r["block"],
+            "params": r["params"],
+            "paper params (M)": pub["params_m"],
+            f"MACs@{r['resolution']} (M)": round(r["macs"] / 1e6, 1),
+            "paper MACs (M)": None if pub["macs_g"] is None else round(pub["macs_g"] * 1000),
+            "top-1": pub["top1"],
+            "iPhone 12 (ms)": pub["latency_ms"],
+        })
+    return pd.DataFrame(rows)

@@ -1,0 +1,45 @@
+"""The one architectural rule: imports flow mobilevit <- search_spaces <- nas."""
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+HEAVY = ("optuna", "ray", "coremltools", "plotly", "fvcore", "pandas", "yaml")
+
+
+def _imported_packages(package: str) -> set[str]:
+    found = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def test_mobilevit_imports_only_torch_and_the_standard_library():
+    imported = _imported_packages("mobilevit")
+    assert not imported & {"search_spaces", "nas", *HEAVY}
+    assert imported - set(sys.stdlib_module_names) <= {"torch", "mobilevit"}
+
+
+def test_search_spaces_do_not_import_nas():
+    assert "nas" not in _imported_packages("search_spaces")
+
+
+def test_importing_the_model_package_loads_no_heavy_dependency():
+    code = ("import sys, mobilevit, search_spaces; "
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
+def test_cli_help_is_fast_because_heavy_imports_are_lazy():
+    code = "import sys, nas.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT)
+    assert out.stdout.strip() == "False"
