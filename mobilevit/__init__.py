@@ -6,10 +6,28 @@
 """
 
 from mobilevit.model import MobileViT, create_model, num_params
-from mobilevit.spec import (ArchSpec, BlockSpec, SpecError, StageSpec, block, make_divisible,
-                            v2_channels, with_fusion)
-from mobilevit.zoo import (FIXED_POINTS, FixedPoint, Published, fixed_point_name, get_fixed_point,
-                           list_models, load_spec, resolve_spec, v1_spec, v2_spec)
+from mobilevit.spec import (
+                            ArchSpec,
+                            BlockSpec,
+                            SpecError,
+                            StageSpec,
+                            block,
+                            make_divisible,
+                            v2_channels,
+                            with_fusion,
+)
+from mobilevit.zoo import (
+                            FIXED_POINTS,
+                            FixedPoint,
+                            Published,
+                            fixed_point_name,
+                            get_fixed_point,
+                            list_models,
+                            load_spec,
+                            resolve_spec,
+                            v1_spec,
+                            v2_spec,
+)
 
 __all__ = [
     "ArchSpec", "BlockSpec", "StageSpec", "SpecError", "block", "with_fusion", "make_divisible",

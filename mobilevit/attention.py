@@ -8,7 +8,8 @@ and name it in :data:`mobilevit.spec.ATTENTION_KINDS` (with whether it uses head
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn

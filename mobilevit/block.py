@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mobilevit.attention import ATTENTIONS
-from mobilevit.layers import (ConvNormAct, FeedForward, fold_patches, make_norm, unfold_patches)
+from mobilevit.layers import ConvNormAct, FeedForward, fold_patches, make_norm, unfold_patches
 from mobilevit.spec import BlockSpec
 
 

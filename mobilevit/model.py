@@ -27,7 +27,7 @@ class MobileViT(nn.Module):
         self.stem = ConvNormAct(3, spec.stem_channels, 3, stride=2)
         stages, channels = [], spec.stem_channels
         self.feature_info: list[dict[str, int | str]] = []
-        for i, (stage, reduction) in enumerate(zip(spec.stages, spec.reductions)):
+        for i, (stage, reduction) in enumerate(zip(spec.stages, spec.reductions, strict=True)):
             layers: list[nn.Module] = []
             for j in range(stage.num_mv2):
                 layers.append(InvertedResidual(channels, stage.out_channels,
@@ -81,7 +81,7 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif hasattr(module, "weight") and isinstance(getattr(module, "weight"), nn.Parameter) \
+    elif hasattr(module, "weight") and isinstance(module.weight, nn.Parameter) \
             and module.weight.dim() == 1:
         nn.init.ones_(module.weight)
         if getattr(module, "bias", None) is not None:

@@ -335,15 +335,14 @@ class ArchSpec:
         _check_int("num_classes", self.num_classes)
         _check_int("resolution", self.resolution, minimum=8)
         channels = self.stem_channels
-        for i, (stage, (h, w)) in enumerate(zip(self.stages, self.stage_sizes(self.resolution))):
+        seen_sizes = self.block_input_sizes(self.resolution)
+        for i, (stage, (mh, mw)) in enumerate(zip(self.stages, seen_sizes, strict=True)):
             if stage.num_mv2 == 0 and stage.out_channels != channels:
                 raise SpecError(f"stages[{i}].out_channels={stage.out_channels}: a stage without "
                                 f"MV2 blocks keeps the previous width {channels}")
             channels = stage.out_channels
             if stage.block is not None:
                 ph, pw = stage.block.patch_size
-                # The map seen by the block is the stage input after its strided MV2.
-                mh, mw = self._block_input_size(i, self.resolution)
                 if ph > mh or pw > mw:
                     raise SpecError(f"stages[{i}].block.patch_size={list(stage.block.patch_size)}:"
                                     f" larger than the {mh}x{mw} feature map at resolution "
@@ -351,16 +350,23 @@ class ArchSpec:
 
     # -- geometry ---------------------------------------------------------------------------------
 
-    def _block_input_size(self, index: int, resolution: int) -> tuple[int, int]:
-        h = w = resolution
-        h, w = -(-h // 2), -(-w // 2)  # stem, stride 2, padding 1: ceil
-        for i, stage in enumerate(self.stages):
+    def _walk(self, resolution: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        """Per stage: (map size seen by the block, stage output size) for a square input."""
+        h = w = -(-resolution // 2)  # stem: 3x3, stride 2, padding 1 gives ceil(H / 2)
+        sizes = []
+        for stage in self.stages:
             if stage.stride == 2:
                 h, w = -(-h // 2), -(-w // 2)
-            if i == index:
-                return h, w
-            h, w = _block_output_size(stage.block, h, w)
-        raise IndexError(index)
+            seen = (h, w)
+            if stage.block is not None and stage.block.resize == "input":
+                ph, pw = stage.block.patch_size
+                h, w = -(-h // ph) * ph, -(-w // pw) * pw
+            sizes.append((seen, (h, w)))
+        return sizes
+
+    def block_input_sizes(self, resolution: int) -> list[tuple[int, int]]:
+        """Spatial (H, W) of the map each stage's block (or last MV2) receives."""
+        return [seen for seen, _ in self._walk(resolution)]
 
     def stage_sizes(self, resolution: int) -> list[tuple[int, int]]:
         """Spatial (H, W) of each stage's output for a square input of ``resolution`` pixels.
@@ -368,11 +374,7 @@ class ArchSpec:
         v2-style blocks (``resize="input"``) keep the enlarged size when a map is not a multiple of
         the patch size, so the sizes are not always ``ceil(resolution / stride)``.
         """
-        sizes = []
-        for i, stage in enumerate(self.stages):
-            h, w = self._block_input_size(i, resolution)
-            sizes.append(_block_output_size(stage.block, h, w))
-        return sizes
+        return [out for _, out in self._walk(resolution)]
 
     @property
     def reductions(self) -> list[int]:
@@ -471,13 +473,6 @@ class ArchSpec:
         if self.head_channels:
             parts.append(f"exp {self.head_channels}")
         return " | ".join(parts)
-
-
-def _block_output_size(block: BlockSpec | None, h: int, w: int) -> tuple[int, int]:
-    if block is not None and block.resize == "input":
-        ph, pw = block.patch_size
-        return -(-h // ph) * ph, -(-w // pw) * pw
-    return h, w
 
 
 def _to_plain(value: Any) -> Any:

@@ -16,7 +16,8 @@ from pathlib import Path
 from mobilevit.spec import ArchSpec, SpecError, StageSpec, block, v2_channels
 
 V1_PAPER = "Mehta & Rastegari, MobileViT, ICLR 2022 (arXiv 2110.02178)"
-V2_PAPER = "Mehta & Rastegari, Separable Self-attention for Mobile Vision Transformers, TMLR 2023 (arXiv 2206.02680)"
+V2_PAPER = ("Mehta & Rastegari, Separable Self-attention for Mobile Vision Transformers, TMLR 2023 "
+            "(arXiv 2206.02680)")
 V3_README = "Wadekar & Chaurasia, MobileViTv3 (arXiv 2209.15159), micronDLA/MobileViTv3 README"
 
 
@@ -76,7 +77,7 @@ def v1_spec(widths: tuple[int, int, int, int, int, int], dims: tuple[int, int, i
     stem, layer1, layer2, *mvit = widths
     stages = [StageSpec(layer1, num_mv2=1, stride=1, mv2_expansion=expansion),
               StageSpec(layer2, num_mv2=3, stride=2, mv2_expansion=expansion)]
-    for channels, dim, depth, patch in zip(mvit, dims, depths, patch_sizes):
+    for channels, dim, depth, patch in zip(mvit, dims, depths, patch_sizes, strict=True):
         stages.append(StageSpec(channels, num_mv2=1, stride=2, mv2_expansion=expansion,
                                 block=block(family, dim=dim, ffn_dim=2 * dim, depth=depth,
                                             heads=heads, patch_size=(patch, patch),
@@ -95,7 +96,7 @@ def v2_spec(width_multiplier: float, *, family: str = "v2",
     ch = v2_channels(width_multiplier)
     stages = [StageSpec(ch.layer1, num_mv2=1, stride=1, mv2_expansion=2),
               StageSpec(ch.layer2, num_mv2=2, stride=2, mv2_expansion=2)]
-    for channels, dim, ffn, depth in zip(ch.stages, ch.dims, ch.ffn_dims, depths):
+    for channels, dim, ffn, depth in zip(ch.stages, ch.dims, ch.ffn_dims, depths, strict=True):
         stages.append(StageSpec(channels, num_mv2=1, stride=2, mv2_expansion=2,
                                 block=block(family, dim=dim, ffn_dim=ffn, depth=depth)))
     return ArchSpec(stem_channels=ch.stem, stages=tuple(stages))
@@ -109,8 +110,9 @@ _V3_XS = dict(_V1_XS, widths=(16, 32, 48, 96, 160, 160), family="v3_v1")
 _V3_S = dict(_V1_S, widths=(16, 32, 64, 128, 256, 320), family="v3_v1")
 _L2 = dict(depths=(2, 2, 3))
 
-_V2_TABLE6 = "v2 paper Table 6 (= fvcore MACs, 256x256)"
-_CVNETS = "cvnets profiler (attention counted as N*d^2)"
+# All Apple figures except v1-XS match the cvnets profiler: conv + linear MACs, multi-head attention
+# counted as 2*N*d^2*P, norms not counted (bench/macs_vs_published.py).
+_CVNETS = "cvnets profiler, 256x256"
 
 
 def _v1(params: float, macs: float, res: int | None, counter: str, top1: float, latency: float,
@@ -119,7 +121,7 @@ def _v1(params: float, macs: float, res: int | None, counter: str, top1: float, 
 
 
 def _v2(params: float, macs: float, top1: float, latency: float | None) -> Published:
-    return Published(params, macs, 256, _V2_TABLE6, top1, latency,
+    return Published(params, macs, 256, _CVNETS, top1, latency,
                      "iPhone 12" if latency is not None else None,
                      f"{V2_PAPER}, Tables 2 and 6")
 
@@ -130,13 +132,13 @@ def _v3(params: float, macs_m: float, top1: float) -> Published:
 
 _TABLE: tuple[FixedPoint, ...] = (
     FixedPoint("mobilevit_xxs", "v1", v1_spec(**_V1_XXS),
-               _v1(1.3, 0.4, 256, "v2 paper Table 2", 69.0, 4.8,
+               _v1(1.3, 0.4, 256, _CVNETS, 69.0, 4.8,
                    f"{V1_PAPER} (top-1); {V2_PAPER} Table 2 (MACs, latency)")),
     FixedPoint("mobilevit_xs", "v1", v1_spec(**_V1_XS),
-               _v1(2.3, 0.7, None, "v1 paper, resolution unstated (= conv+linear MACs at 224)",
+               _v1(2.3, 0.7, None, "resolution unstated; equals conv+linear MACs at 224x224",
                    74.8, 7.28, f"{V1_PAPER}, Tables 3 and 11")),
     FixedPoint("mobilevit_s", "v1", v1_spec(**_V1_S),
-               _v1(5.6, 2.0, 256, "v2 paper Table 2", 78.4, 9.85,
+               _v1(5.6, 2.0, 256, _CVNETS, 78.4, 9.85,
                    f"{V1_PAPER}, Table 6 (latency); {V2_PAPER} Table 2 (MACs)")),
     FixedPoint("mobilevitv2_050", "v2", v2_spec(0.5), _v2(1.4, 0.5, 70.2, 1.6)),
     FixedPoint("mobilevitv2_075", "v2", v2_spec(0.75), _v2(2.9, 1.0, 75.6, None)),

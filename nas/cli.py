@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 MODEL_HELP = "a fixed-point name (see `nas zoo`) or a spec JSON file (see `nas spec`)"
 
@@ -130,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from nas.errors import USER_ERRORS
+    from nas.runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()
 
     try:
         return args.func(args)

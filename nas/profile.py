@@ -58,8 +58,9 @@ def _sdpa_macs(inputs: list[Any], outputs: list[Any]) -> int:
     return batch * q[-2] * k[-2] * (q[-1] + v[-1])
 
 
-def count_macs(model: torch.nn.Module, resolution: int) -> tuple[int, dict[str, int]]:
-    """MACs of ``model`` on one ``resolution`` x ``resolution`` RGB image, and their breakdown."""
+def count_macs(model: torch.nn.Module, inputs: torch.Tensor) -> tuple[int, dict[str, int]]:
+    """MACs of ``model`` (in eval mode) on ``inputs``, and their split into conv, linear,
+    attention, norm and other."""
     was_training = model.training
     model.eval()
     try:
@@ -70,7 +71,7 @@ def count_macs(model: torch.nn.Module, resolution: int) -> tuple[int, dict[str, 
             logging.getLogger("fvcore").setLevel(logging.ERROR)
             from fvcore.nn import FlopCountAnalysis
 
-            analysis = (FlopCountAnalysis(model, torch.zeros(1, 3, resolution, resolution))
+            analysis = (FlopCountAnalysis(model, inputs)
                         .set_op_handle("aten::scaled_dot_product_attention", _sdpa_macs)
                         .unsupported_ops_warnings(False)
                         .uncalled_modules_warnings(False)
@@ -95,6 +96,6 @@ def profile(spec: ArchSpec, resolution: int | None = None) -> Profile:
     """
     resolution = resolution or spec.resolution
     model = MobileViT(spec)
-    macs, groups = count_macs(model, resolution)
+    macs, groups = count_macs(model, torch.zeros(1, 3, resolution, resolution))
     return Profile(params=num_params(model), macs=macs, resolution=resolution,
                    macs_by_group=groups)

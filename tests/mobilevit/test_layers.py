@@ -7,8 +7,14 @@ from torch import nn
 
 from mobilevit.attention import ATTENTIONS, MultiHeadSelfAttention, SeparableSelfAttention
 from mobilevit.block import MobileViTBlock
-from mobilevit.layers import (ChannelLayerNorm, InvertedResidual, TokenGroupNorm, fold_patches,
-                              make_norm, unfold_patches)
+from mobilevit.layers import (
+    ChannelLayerNorm,
+    InvertedResidual,
+    TokenGroupNorm,
+    fold_patches,
+    make_norm,
+    unfold_patches,
+)
 from mobilevit.spec import ATTENTION_KINDS, block
 
 

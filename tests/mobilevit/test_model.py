@@ -34,7 +34,7 @@ def test_stage_shapes(name, res):
         maps = model.forward_intermediates(torch.randn(1, 3, res, res))
         features = model.forward_features(torch.randn(1, 3, res, res))
     assert len(maps) == len(model.feature_info) == 5
-    for i, (fmap, info) in enumerate(zip(maps, model.feature_info)):
+    for i, (fmap, info) in enumerate(zip(maps, model.feature_info, strict=True)):
         side = _expected_size(res, info["reduction"])
         block = spec.stages[i].block
         if block is not None and block.resize == "input":

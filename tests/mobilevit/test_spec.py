@@ -5,8 +5,18 @@ import sys
 
 import pytest
 
-from mobilevit import (ArchSpec, BlockSpec, SpecError, StageSpec, block, get_fixed_point,
-                       list_models, make_divisible, v2_channels, with_fusion)
+from mobilevit import (
+    ArchSpec,
+    BlockSpec,
+    SpecError,
+    StageSpec,
+    block,
+    get_fixed_point,
+    list_models,
+    make_divisible,
+    v2_channels,
+    with_fusion,
+)
 from mobilevit.spec import FUSION_FAMILIES, PAPER_BLOCKS
 
 S = get_fixed_point("mobilevit_s").spec
