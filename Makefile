@@ -21,10 +21,11 @@ run: install
 	$(BIN)/nas zoo
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check mobilevit search_spaces nas tests bench
+	$(BIN)/ruff check .
 
 bench: install
 	$(BIN)/python bench/model_speed.py

@@ -163,12 +163,24 @@ _BY_ID: dict[str, str] = {fp.spec.spec_id: fp.name for fp in _TABLE}
 
 
 def list_models() -> list[str]:
-    """Names of the fixed points, in table order (v1, v2, v3)."""
+    """Names of the fixed points, in table order (v1, v2, v3).
+
+    >>> list_models()[:3], len(list_models())
+    (['mobilevit_xxs', 'mobilevit_xs', 'mobilevit_s'], 19)
+    """
     return list(FIXED_POINTS)
 
 
 def get_fixed_point(name: str) -> FixedPoint:
-    """The table entry ``name``; unknown names raise :class:`SpecError` with suggestions."""
+    """The table entry ``name``; unknown names raise :class:`SpecError` with suggestions.
+
+    >>> get_fixed_point("mobilevitv3_s").published.top1
+    79.3
+    >>> get_fixed_point("mobilevit_ss")
+    Traceback (most recent call last):
+    ...
+    mobilevit.spec.SpecError: model 'mobilevit_ss': ... did you mean mobilevit_s, mobilevit_xs, ...?
+    """
     try:
         return FIXED_POINTS[name]
     except KeyError:
