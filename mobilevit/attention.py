@@ -1,9 +1,9 @@
 """Attention kinds for the MobileViT transformer, in one registry.
 
-To add a kind: write an ``nn.Module`` with the constructor ``(dim, *, heads, attn_dropout)``, a
-``layout`` class attribute ("tokens" or "channels", see :mod:`mobilevit.layers`) and a ``forward``
-that maps a tensor of that layout to the same shape; register it with :func:`register_attention`
-and name it in :data:`mobilevit.spec.ATTENTION_KINDS` (with whether it uses heads).
+To add a kind, write an ``nn.Module`` here with the constructor ``(dim, *, heads, attn_dropout)``,
+class attributes ``layout`` ("tokens" or "channels", see :mod:`mobilevit.layers`) and
+``uses_heads``, and a ``forward`` that maps a tensor of that layout to the same shape, and decorate
+it with :func:`register_attention`. Specs accept the new name at once; nothing else changes.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ def register_attention(name: str) -> Callable[[type[nn.Module]], type[nn.Module]
     """Class decorator adding an attention module to :data:`ATTENTIONS` under ``name``."""
 
     def add(cls: type[nn.Module]) -> type[nn.Module]:
+        if getattr(cls, "layout", None) not in ("tokens", "channels") or not isinstance(
+                getattr(cls, "uses_heads", None), bool):
+            raise TypeError(f"attention {name!r}: set class attributes layout ('tokens' or "
+                            "'channels') and uses_heads (bool)")
         ATTENTIONS[name] = cls
         return cls
 
@@ -37,6 +41,7 @@ class MultiHeadSelfAttention(nn.Module):
     """
 
     layout: ClassVar[str] = "tokens"
+    uses_heads: ClassVar[bool] = True
 
     def __init__(self, dim: int, *, heads: int, attn_dropout: float) -> None:
         super().__init__()
@@ -64,6 +69,7 @@ class SeparableSelfAttention(nn.Module):
     """
 
     layout: ClassVar[str] = "channels"
+    uses_heads: ClassVar[bool] = False  # one latent token (v2 paper, App. E)
 
     def __init__(self, dim: int, *, heads: int, attn_dropout: float) -> None:
         super().__init__()

@@ -24,10 +24,6 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
-# Attention kinds the builder knows, with whether they use heads. The classes live in
-# mobilevit.attention; this table is the only other place a new attention kind is named, and a
-# test checks that the two agree.
-ATTENTION_KINDS: dict[str, bool] = {"mhsa": True, "separable": False}
 NORMS = ("layer_norm", "group_norm")
 FUSION_SOURCES = ("input", "local", "global")
 RESIZE_MODES = ("features", "input")
@@ -82,6 +78,13 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     if rounded < 0.9 * value:
         rounded += divisor
     return rounded
+
+
+def _attention_registry() -> dict[str, Any]:
+    # The attention classes register themselves in mobilevit.attention, which imports this module.
+    from mobilevit.attention import ATTENTIONS
+
+    return ATTENTIONS
 
 
 def _check_int(path: str, value: Any, minimum: int = 1) -> int:
@@ -181,9 +184,10 @@ class BlockSpec:
         _check_int(f"{path}.dim", self.dim)
         _check_int(f"{path}.ffn_dim", self.ffn_dim)
         _check_int(f"{path}.depth", self.depth)
-        _check_choice(f"{path}.attention", self.attention, list(ATTENTION_KINDS))
+        attentions = _attention_registry()
+        _check_choice(f"{path}.attention", self.attention, list(attentions))
         _check_int(f"{path}.heads", self.heads)
-        if not ATTENTION_KINDS[self.attention]:
+        if not attentions[self.attention].uses_heads:
             _set(self, "heads", 1)
         elif self.dim % self.heads:
             raise SpecError(f"{path}.heads={self.heads}: dim={self.dim} is not divisible by heads")
