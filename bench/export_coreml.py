@@ -9,10 +9,11 @@ which exercises the resize paths), float16, through torch.export.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
+
+from _results import write_results
 
 import mobilevit
 from nas.export import export_model
@@ -41,10 +42,7 @@ def main() -> None:
     times = sorted(r["seconds"] for r in rows)
     print(f"\n{len(rows)} conversions, all rank <= 5; median {times[len(times) // 2]:.1f} s, "
           f"max {times[-1]:.1f} s")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2))
-    print(f"wrote {out}")
+    write_results(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ the papers, 1 M in the v3 README), equals it.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
+
+from _results import write_results
 
 import mobilevit
 from mobilevit import ArchSpec
@@ -75,10 +75,7 @@ def main() -> None:
     print(f"\n{len(rows) - len(misses)} of {len(rows)} published figures match our count redone "
           "the publisher's way, at the printed precision"
           + (f"; the others are within {max(misses):.1%}." if misses else "."))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2))
-    print(f"wrote {out}")
+    write_results(args.out, rows)
 
 
 if __name__ == "__main__":

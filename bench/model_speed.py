@@ -17,15 +17,14 @@ ratios from one run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
+from _results import write_results
 from torch import nn
 
 import mobilevit
@@ -228,10 +227,8 @@ def main() -> None:
                   f"{s.get('other_mac_share', 0):>7.1%}")
     print("reshape/copy: every reshape, permute and copy in the block (profiler self time); "
           "(patching): unfold + layout permute + fold timed alone on the block's shapes.")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nwrote {out}")
+    print()
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

@@ -83,14 +83,18 @@ def pointwise(in_chs: int, out_chs: int, layout: str, *, bias: bool = True) -> n
     return nn.Conv2d(in_chs, out_chs, 1, bias=bias)
 
 
-class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channel axis of a [B, d, P, N] tensor (per-token norm, channels layout)."""
+class _AffineNorm(nn.Module):
+    """A norm with a per-channel scale and shift, as LayerNorm and GroupNorm have."""
 
     def __init__(self, dim: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.bias = nn.Parameter(torch.zeros(dim))
         self.eps = eps
+
+
+class ChannelLayerNorm(_AffineNorm):
+    """LayerNorm over the channel axis of a [B, d, P, N] tensor (per-token norm, channels layout)."""
 
     def forward(self, x: Tensor) -> Tensor:
         mean = x.mean(1, keepdim=True)
@@ -99,14 +103,8 @@ class ChannelLayerNorm(nn.Module):
         return x * self.weight[:, None, None] + self.bias[:, None, None]
 
 
-class TokenGroupNorm(nn.Module):
+class TokenGroupNorm(_AffineNorm):
     """GroupNorm(1) of a [B, P, N, d] tensor: normalise each sample over P*N*d, affine per channel."""
-
-    def __init__(self, dim: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))
-        self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
         return F.layer_norm(x, x.shape[1:], eps=self.eps) * self.weight + self.bias
