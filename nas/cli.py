@@ -73,10 +73,25 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a model to CoreML (.mlpackage) or ONNX."""
+    """Export a model, or a trial of a run folder, to CoreML (.mlpackage) or ONNX."""
+    from pathlib import Path
+
     from mobilevit import resolve_spec
     from nas.export import export_model
 
+    if Path(args.model).is_dir():
+        from nas.results import export_trial
+
+        if args.trial is None:
+            raise_user_error(f"{args.model} is a run folder: choose a trial with --trial N "
+                             "(see `nas status`)")
+        out = export_trial(args.model, args.trial, to=args.to, output=args.output,
+                           resolution=args.resolution, precision=args.precision)
+        for name, path in out.items():
+            print(f"{name}: {path}")
+        return 0
+    if args.output is None:
+        raise_user_error("export: give the output path with -o PATH")
     spec = resolve_spec(args.model)
     print(f"exporting {args.model} to {args.to} ...", file=sys.stderr)
     result = export_model(spec, args.output, to=args.to, resolution=args.resolution,
@@ -85,6 +100,72 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"wrote {result.path} ({result.format}, spec {result.spec_id}, "
           f"{result.resolution}x{result.resolution}{extra})")
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a study (or continue it): a budgeted multi-objective search on Ray workers."""
+    from pathlib import Path
+
+    from nas.runner import run_study
+    from nas.study import load
+
+    prepared = load(args.study)
+    if args.output:
+        import dataclasses
+
+        prepared = dataclasses.replace(prepared, run_dir=Path(args.output).resolve())
+    summary = run_study(prepared, trials=args.trials, workers=args.workers, resume=args.resume,
+                        stream=None if args.quiet else sys.stderr)
+    return 130 if summary.stopped_by == "interrupted" else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show a run's progress: trials by outcome and the Pareto set."""
+    from nas.results import status_text
+
+    print(status_text(args.run_dir))
+    return 0
+
+
+def cmd_trials(args: argparse.Namespace) -> int:
+    """Print a run's trials as a table and write them as CSV and Parquet."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from nas.results import open_run, write_results
+
+    study, config = open_run(args.run_dir)
+    frame = write_results(study, config, Path(args.run_dir))
+    columns = [c for c in ("number", "status", "fixed_point", "accuracy", "latency_ms", "params",
+                           "macs", "pareto", "fail_reason") if c in frame]
+    with pd.option_context("display.width", 200, "display.max_rows", args.rows,
+                           "display.max_colwidth", 60):
+        print(frame[columns].to_string(index=False, na_rep="-") if len(frame) else "no trials")
+    print(f"\nwrote {Path(args.run_dir) / 'trials.csv'} and trials.parquet ({len(frame)} rows, "
+          f"{len(frame.columns)} columns)")
+    return 0
+
+
+def cmd_space(args: argparse.Namespace) -> int:
+    """List the search space's parameters (as narrowed by a study, if given)."""
+    from search_spaces import MobileViTSpace
+
+    if args.study:
+        from nas.study import load
+
+        space = load(args.study).space
+    else:
+        space = MobileViTSpace()
+    for name, param in space.params.items():
+        print(f"{name:<20} {param.describe():<45} {param.help}")
+    return 0
+
+
+def raise_user_error(message: str) -> None:
+    from nas.errors import NasError
+
+    raise NasError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,10 +194,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input size (default: the spec's)")
     p.add_argument("--json", action="store_true")
 
+    p = add("run", cmd_run)
+    p.add_argument("study", help="a study YAML file, or a run folder to continue")
+    p.add_argument("--trials", type=_positive_int, default=None,
+                   help="number of trials to evaluate (overrides the study)")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="concurrent trials (overrides workers.concurrent)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run folder's study even if the study file changed")
+    p.add_argument("--output", default=None, help="run folder (default: the study's output)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+
+    p = add("status", cmd_status)
+    p.add_argument("run_dir", help="a run folder")
+
+    p = add("trials", cmd_trials)
+    p.add_argument("run_dir", help="a run folder")
+    p.add_argument("--rows", type=_positive_int, default=60, help="rows to print")
+
+    p = add("space", cmd_space)
+    p.add_argument("study", nargs="?", default=None, help="a study file (default: the full space)")
+
     p = add("export", cmd_export)
-    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("model", help=MODEL_HELP + ", or a run folder with --trial")
+    p.add_argument("--trial", type=int, default=None, help="trial number (with a run folder)")
     p.add_argument("--to", choices=("coreml", "onnx"), default="coreml")
-    p.add_argument("-o", "--output", required=True, help="output path (.mlpackage / .onnx)")
+    p.add_argument("-o", "--output", default=None,
+                   help="output path (.mlpackage / .onnx); for a trial, a folder")
     p.add_argument("--resolution", type=_positive_int, default=None,
                    help="input size (default: the spec's)")
     p.add_argument("--weights", default=None, help="state-dict file to load before exporting")
@@ -142,6 +246,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nas: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `nas space | head`: the reader left; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -2,3 +2,7 @@
 
 Depends on :mod:`mobilevit` only (a trial is duck-typed), never on :mod:`nas`.
 """
+
+from search_spaces.mobilevit import DEFAULT_PARAMS, MobileViTSpace, Param, SpaceError
+
+__all__ = ["DEFAULT_PARAMS", "MobileViTSpace", "Param", "SpaceError"]

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-MODULES = ["mobilevit.spec", "mobilevit.model", "mobilevit.zoo", "mobilevit", "nas.profile"]
+MODULES = ["mobilevit.spec", "mobilevit.model", "mobilevit.zoo", "mobilevit", "mobilevit.complexity",
+           "nas.profile"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,0 +1,267 @@
+"""Study files: the YAML schema, validated once on load into frozen, typed objects.
+
+Every error names the file, the field path and the bad value in one line, e.g.
+``studies/x.yaml: budget.max_params=-5: must be greater than 0``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from nas.errors import NasError
+
+METRICS = {"accuracy": "maximize", "latency_ms": "minimize", "params": "minimize",
+           "macs": "minimize"}
+
+
+class StudyError(NasError):
+    """A study file that cannot be used, described in one line."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Budget(_Model):
+    """Hard limits checked before a candidate is trained.
+
+    Parameters and MACs ("FLOPs" in the papers, which count multiply-accumulates) are counted with
+    a ``count_classes``-class classifier at ``resolution`` x ``resolution``, so "under 6 M" means
+    what it means in the papers (ImageNet-1k head) whatever the study's dataset.
+    """
+
+    max_params: int | None = Field(None, gt=0)
+    max_macs: int | None = Field(None, gt=0)
+    resolution: int = Field(256, ge=32)
+    count_classes: int = Field(1000, gt=0)
+    max_latency_ms: float | None = Field(None, gt=0)
+
+
+class Objective(_Model):
+    """One objective: a metric and its direction (default: the metric's natural one)."""
+
+    metric: Literal["accuracy", "latency_ms", "params", "macs"]
+    direction: Literal["maximize", "minimize"] | None = None
+
+    @property
+    def resolved_direction(self) -> str:
+        return self.direction or METRICS[self.metric]
+
+
+class ProxyTrainConfig(_Model):
+    """Short real training on the procedural dataset (nas.evaluators.proxy)."""
+
+    kind: Literal["proxy_train"]
+    train_images: int = Field(1600, gt=0)
+    val_images: int = Field(400, gt=0)
+    resolution: int = Field(64, ge=32)
+    epochs: int = Field(3, gt=0)
+    batch_size: int = Field(32, gt=0)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    data_seed: int = 0
+    save_weights: bool = True
+
+
+class DummyConfig(_Model):
+    """A fixed-cost stand-in for benchmarks and tests (nas.evaluators.dummy)."""
+
+    kind: Literal["dummy"]
+    seconds: float = Field(0.0, ge=0)
+    classes: int = Field(10, gt=0)
+    faults: dict[str, Literal["raise", "nan", "exit"]] = {}
+    record: str | None = None
+
+
+EvaluatorConfig = Annotated[ProxyTrainConfig | DummyConfig, Field(discriminator="kind")]
+
+
+class LocalLatencyConfig(_Model):
+    """Wall-clock latency of batch-1 inference on this machine (nas.latency.local)."""
+
+    kind: Literal["local"]
+    resolution: int = Field(256, ge=32)
+    threads: int = Field(1, gt=0)
+    warmup: int = Field(2, ge=0)
+    runs: int = Field(10, gt=0)
+    cache: str | None = None  # sqlite file; default ~/.cache/mobilevit-nas/latency.sqlite
+
+
+class NoLatencyConfig(_Model):
+    """No latency oracle (for single-objective studies on accuracy, params or MACs)."""
+
+    kind: Literal["none"]
+
+
+LatencyConfig = Annotated[LocalLatencyConfig | NoLatencyConfig, Field(discriminator="kind")]
+
+
+class SamplerConfig(_Model):
+    """The Optuna sampler: NSGA-II (default), TPE, random, or brute force (ablation grids)."""
+
+    kind: Literal["nsga2", "tpe", "random", "brute_force"] = "nsga2"
+    population_size: int = Field(16, ge=2)
+
+
+class WorkersConfig(_Model):
+    """Where trials run: a local Ray instance (``address`` null) or a cluster, and how many."""
+
+    address: str | None = None
+    concurrent: int = Field(2, ge=1)
+    cpus_per_trial: float = Field(1, gt=0)
+    gpus_per_trial: float = Field(0, ge=0)
+
+
+class StudyConfig(_Model):
+    """A whole study file. See studies/under_6m.yaml for an annotated example."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    seed: int = 0
+    space: dict[str, Any] = {}
+    budget: Budget = Budget()
+    objectives: list[Objective] = [Objective(metric="accuracy"), Objective(metric="latency_ms")]
+    evaluator: EvaluatorConfig = ProxyTrainConfig(kind="proxy_train")
+    latency: LatencyConfig = LocalLatencyConfig(kind="local")
+    sampler: SamplerConfig = SamplerConfig()
+    trials: int | None = Field(None, gt=0)
+    timeout_minutes: float | None = Field(None, gt=0)
+    max_infeasible: int | None = Field(None, gt=0)
+    fixed_trials: list[str] = []
+    workers: WorkersConfig = WorkersConfig()
+    storage: str | None = None
+    output: str | None = None
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, value: list[Objective]) -> list[Objective]:
+        if not value:
+            raise ValueError("list at least one objective")
+        metrics = [o.metric for o in value]
+        if len(set(metrics)) != len(metrics):
+            raise ValueError("an objective is listed twice")
+        return value
+
+    @field_validator("fixed_trials")
+    @classmethod
+    def _fixed(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a fixed trial is listed twice")
+        return value
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgresql+")):
+            raise ValueError("expected a postgresql:// URL (leave it out for the journal file in "
+                             "the run folder)")
+        return value
+
+    @model_validator(mode="after")
+    def _stop_condition(self) -> StudyConfig:
+        if self.trials is None and self.timeout_minutes is None:
+            raise ValueError("set trials, timeout_minutes or both")
+        if any(o.metric == "latency_ms" for o in self.objectives) and self.latency.kind == "none":
+            raise ValueError("objective latency_ms needs a latency oracle (latency.kind)")
+        if self.budget.max_latency_ms is not None and self.latency.kind == "none":
+            raise ValueError("budget.max_latency_ms needs a latency oracle (latency.kind)")
+        return self
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.resolved_direction for o in self.objectives]
+
+    @property
+    def infeasible_limit(self) -> int:
+        """Infeasible candidates after which the study stops and says the budget is too tight."""
+        if self.max_infeasible is not None:
+            return self.max_infeasible
+        return 50 * (self.trials or 100)
+
+    def fingerprint(self) -> str:
+        """A hash of everything that defines the search (not how long or how wide it runs)."""
+        data = self.model_dump(mode="json", exclude={"trials", "timeout_minutes", "workers",
+                                                     "description", "output", "max_infeasible"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("proxy_train", "dummy", "local", "none"):
+            continue  # the tag of a discriminated union, not a field
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _format_value(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (dict, list, str)) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "missing"
+    if kind == "union_tag_invalid":
+        expected = err.get("ctx", {}).get("expected_tags", "")
+        return f"unknown kind; expected one of {expected}"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    return msg[0].lower() + msg[1:] if msg else msg
+
+
+def parse_study(data: Any, source: str) -> StudyConfig:
+    """Validate a study given as a dict (from YAML); errors are one line naming ``source``."""
+    if not isinstance(data, dict):
+        raise StudyError(f"{source}: expected a mapping of study fields, got "
+                         f"{type(data).__name__}")
+    try:
+        return StudyConfig.model_validate(data)
+    except pydantic.ValidationError as exc:
+        errors = exc.errors()
+        err = errors[0]
+        loc = _format_loc(err["loc"])
+        where = f"{loc}={_format_value(err['input'])}" if loc and err["type"] not in (
+            "missing", "extra_forbidden") else loc
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        prefix = f"{where}: " if where else ""
+        raise StudyError(f"{source}: {prefix}{_message(err)}{more}") from None
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """Read and validate a study YAML file (schema only; see nas.study.prepare for the rest)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise StudyError(f"{path}: no such study file") from None
+    except OSError as exc:
+        raise StudyError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise StudyError(f"{path}{where}: invalid YAML ({problem})") from None
+    if data is None:
+        raise StudyError(f"{path}: empty study file")
+    if isinstance(data, dict) and "name" not in data:
+        data = {"name": path.stem, **data}
+    return parse_study(data, str(path))

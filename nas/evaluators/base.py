@@ -1,0 +1,52 @@
+"""The evaluator contract: what the study runner calls to score a candidate's accuracy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from mobilevit import ArchSpec
+from nas.errors import NasError
+
+
+class EvaluationError(NasError):
+    """A candidate could not be evaluated (NaN loss, bad data); the trial fails with this reason."""
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """An evaluator's verdict on one candidate.
+
+    Attributes:
+        accuracy: top-1 on the validation split, in percent.
+        curve: validation top-1 (%) after each epoch.
+        provenance: what produced the number: evaluator, dataset, epochs, resolution, seed,
+            images seen, wall time (s).
+        artifacts: files written (name -> path), e.g. the trained weights.
+    """
+
+    accuracy: float
+    curve: tuple[float, ...] = ()
+    provenance: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+class Evaluator(Protocol):
+    """Scores candidates. Implementations are picklable (they run inside Ray workers)."""
+
+    name: str
+
+    def evaluate(self, spec: ArchSpec, *, seed: int, workdir: Path, threads: int,
+                 device: str) -> EvalResult:
+        """Train/score ``spec`` (its ``num_classes`` is the dataset's) and return the result.
+
+        ``workdir`` is this trial's own folder; ``threads`` the CPU threads it may use; ``device``
+        "cpu" or "cuda". Raises EvaluationError for a candidate-specific failure.
+        """
+        ...
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the dataset (the classifier width of evaluated specs)."""
+        ...

@@ -1,0 +1,159 @@
+"""Reading a run folder: the trials as a table, the Pareto set, written as CSV and Parquet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nas.config import StudyConfig, StudyError
+from nas.study import CONFIG_FILE, open_storage, stored_config
+
+# Columns first in the table, in this order; the search parameters follow as param.<name>.
+LEAD_COLUMNS = ["number", "status", "fixed_point", "accuracy", "latency_ms", "params", "macs",
+                "spec_id", "fail_reason", "duplicate_of", "wall_time_s"]
+
+
+def open_run(run_dir: str | Path) -> tuple[Any, StudyConfig]:
+    """The Optuna study and the config of a run folder."""
+    import optuna
+
+    run_dir = Path(run_dir)
+    config = stored_config(run_dir)
+    if config is None:
+        raise StudyError(f"{run_dir}: not a run folder (no {CONFIG_FILE})")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(config, run_dir)
+    try:
+        study = optuna.load_study(study_name=config.name, storage=storage)
+    except KeyError:
+        raise StudyError(f"{run_dir}: the storage has no study named {config.name!r}") from None
+    return study, config
+
+
+def _status(trial: Any) -> str:
+    state = trial.state.name
+    if state in ("RUNNING", "WAITING"):
+        return state.lower()
+    return trial.user_attrs.get("status", "interrupted")
+
+
+def trials_frame(study: Any) -> Any:
+    """One row per trial: outcome, objectives, size, spec id, reasons and the parameters."""
+    import pandas as pd
+
+    pareto = {t.number for t in study.best_trials if t.user_attrs.get("status") == "ok"}
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        ev = a.get("eval") or {}
+        row = {"number": t.number, "status": _status(t), "fixed_point": a.get("fixed_point"),
+               "accuracy": a.get("accuracy"), "latency_ms": a.get("latency_ms"),
+               "params": a.get("params"), "macs": a.get("macs"), "spec_id": a.get("spec_id"),
+               "fail_reason": a.get("fail_reason"), "duplicate_of": a.get("duplicate_of"),
+               "requeued_from": a.get("requeued_from"),
+               "wall_time_s": a.get("wall_time_s"), "pareto": t.number in pareto,
+               "evaluator": ev.get("evaluator"), "eval_epochs": ev.get("epochs"),
+               "eval_resolution": ev.get("resolution"),
+               "latency_device": (a.get("latency") or {}).get("device"),
+               "latency_spread": (a.get("latency") or {}).get("spread"),
+               "started": t.datetime_start, "finished": t.datetime_complete}
+        for key, value in t.constraints.items():
+            row[f"constraint.{key}"] = value
+        for key, value in t.params.items():
+            row[f"param.{key}"] = value
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=LEAD_COLUMNS)
+    return frame
+
+
+def write_results(study: Any, config: StudyConfig, run_dir: Path) -> Any:
+    """Write trials.csv, trials.parquet and pareto.json into ``run_dir``; returns the table."""
+    frame = trials_frame(study)
+    frame.to_csv(run_dir / "trials.csv", index=False)
+    # Parquet needs one type per column; the parameter columns can mix numbers and names.
+    frame.astype({c: str for c in frame.columns if c.startswith("param.")}).to_parquet(
+        run_dir / "trials.parquet", index=False)
+    pareto = frame[frame["pareto"]] if "pareto" in frame else frame.iloc[0:0]
+    keep = [c for c in ("number", "fixed_point", "accuracy", "latency_ms", "params", "macs",
+                        "spec_id") if c in pareto]
+    (run_dir / "pareto.json").write_text(json.dumps(
+        json.loads(pareto[keep].to_json(orient="records")), indent=2))
+    return frame
+
+
+def status_text(run_dir: str | Path) -> str:
+    """A run's progress and Pareto set, as printed by ``nas status``."""
+    import pandas as pd
+
+    from nas.runner import count_trials
+
+    study, config = open_run(run_dir)
+    trials = study.get_trials(deepcopy=False)
+    c = count_trials(trials)
+    target = config.trials
+    state = ("finished" if target and c.evaluated >= target and not c.running else
+             "running or stopped")
+    lines = [f"study {config.name} ({Path(run_dir)}): {state}",
+             f"  evaluated {c.evaluated}{f' of {target}' if target else ''}: {c.ok} ok, "
+             f"{c.failed} failed; {c.infeasible} infeasible (over budget, not trained); "
+             f"{c.interrupted} interrupted and re-queued; {c.running} running; "
+             f"{c.waiting} waiting",
+             "  objectives: " + ", ".join(f"{o.metric} ({o.resolved_direction})"
+                                            for o in config.objectives)]
+    failed = [t for t in trials if t.user_attrs.get("status") == "failed"]
+    for t in failed[:5]:
+        lines.append(f"  failed trial {t.number}: {t.user_attrs.get('fail_reason')}")
+    frame = trials_frame(study)
+    if len(frame) and frame["pareto"].any():
+        front = frame[frame["pareto"]].sort_values(config.objectives[0].metric
+                                                   if config.objectives[0].metric in frame
+                                                   else "number")
+        cols = [c for c in ("number", "fixed_point", "accuracy", "latency_ms", "params", "macs",
+                            "spec_id") if c in front]
+        with pd.option_context("display.width", 200):
+            table = front[cols].to_string(index=False, na_rep="-")
+        lines += [f"  Pareto set ({len(front)} trials; export one with "
+                  f"`nas export {run_dir} --trial N`):", *("    " + r for r in table.splitlines())]
+    else:
+        lines.append("  Pareto set: empty so far")
+    return "\n".join(lines)
+
+
+def export_trial(run_dir: str | Path, number: int, *, to: str = "coreml",
+                 output: str | Path | None = None, resolution: int | None = None,
+                 precision: str = "float16") -> dict[str, Path]:
+    """Export trial ``number`` of a run: its spec JSON, its trained weights when the evaluator
+    saved them, and a CoreML package (or ONNX file) built from both."""
+    import shutil
+
+    from mobilevit import load_spec
+    from nas.export import export_model
+
+    run_dir = Path(run_dir)
+    study, config = open_run(run_dir)
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if number not in trials:
+        raise StudyError(f"--trial {number}: {run_dir} has trials 0 to {len(trials) - 1}")
+    trial = trials[number]
+    spec_id = trial.user_attrs.get("spec_id")
+    if not spec_id:
+        reason = trial.user_attrs.get("fail_reason", "not started")
+        raise StudyError(f"--trial {number}: it has no network ({reason})")
+    out = Path(output) if output else run_dir / "exports" / f"trial_{number}"
+    out.mkdir(parents=True, exist_ok=True)
+    spec = load_spec(run_dir / "specs" / f"{spec_id}.json")
+    written = {"spec": out / "spec.json"}
+    written["spec"].write_text(spec.to_json(indent=2))
+    source = trial.user_attrs.get("duplicate_of", number)
+    weights = run_dir / "trials" / str(source) / "weights.pt"
+    if weights.exists():
+        written["weights"] = out / "weights.pt"
+        shutil.copyfile(weights, written["weights"])
+    name = "model.mlpackage" if to == "coreml" else "model.onnx"
+    result = export_model(spec, out / name, to=to, resolution=resolution,
+                          weights=weights if weights.exists() else None, precision=precision)
+    written[to] = result.path
+    return written

@@ -1,0 +1,580 @@
+"""The study runner: one Optuna ask/tell driver, trials executed as Ray tasks.
+
+Why ask/tell over plain Ray tasks rather than Ray Tune's Tuner with an Optuna searcher: the
+Optuna storage stays the single record of the study (Tune keeps a second ledger of its own, and
+its restore path has repeatedly lost searcher state), the driver can gate candidates by budget
+before anything is scheduled and record them with Optuna's constraint API (Tune's OptunaSearch
+sets no constraints), and the overhead per trial is tens of milliseconds instead of ~0.1-2 s
+(reference measurements in ../shared/reference/nas_anchors.md section 3). Ray still does what it
+is best at: per-trial CPU/GPU resources, a local instance or a cluster, crash isolation. Ray Tune's
+early-stopping schedulers are for the multi-fidelity evaluator (a later issue).
+
+A study is resumable at any point: the storage holds every trial; trials left RUNNING by a killed
+session are marked failed ("interrupted") and their parameters re-queued; fixed trials are
+enqueued once, by name. A run is finished when it has ``trials`` evaluated trials (trained, or
+failed while training); candidates rejected by the budget gate are recorded as infeasible
+constraint violations and do not count, so the sampler learns from them at no training cost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from mobilevit import SpecError
+from nas.budget import BudgetGate, Verdict, invalid_verdict
+from nas.config import StudyConfig, StudyError
+from nas.study import (
+    PreparedStudy,
+    make_evaluator,
+    make_latency_oracle,
+    open_storage,
+    stored_config,
+    with_overrides,
+    write_config,
+)
+from nas.worker import TrialTask, execute
+
+
+@dataclass
+class Counts:
+    """Trials of a study by outcome."""
+
+    ok: int = 0
+    failed: int = 0
+    infeasible: int = 0
+    interrupted: int = 0
+    running: int = 0
+    waiting: int = 0
+
+    @property
+    def evaluated(self) -> int:
+        """Trials that count towards ``trials``: trained, or failed while training."""
+        return self.ok + self.failed
+
+
+def count_trials(trials: list[Any]) -> Counts:
+    """Counts of a study's trials (FrozenTrial list) by outcome."""
+    c = Counts()
+    for t in trials:
+        state = t.state.name
+        if state == "RUNNING":
+            c.running += 1
+        elif state == "WAITING":
+            c.waiting += 1
+        else:
+            # A failed trial without a status was left RUNNING by a session that died.
+            status = t.user_attrs.get("status", "interrupted")
+            setattr(c, status, getattr(c, status) + 1)
+    return c
+
+
+@dataclass
+class RunSummary:
+    """What a call of :func:`run_study` did."""
+
+    run_dir: Path
+    counts: Counts
+    pareto: list[int] = field(default_factory=list)
+    finished: bool = False
+    stopped_by: str = ""
+    new_trials: int = 0
+
+
+def init_ray(config: StudyConfig) -> Any:
+    """Connect to the configured Ray cluster, or start (or reuse) a local instance."""
+    import logging
+
+    import ray
+
+    if not ray.is_initialized():
+        options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
+                                       logging_level=logging.ERROR)
+        if config.workers.address:
+            try:
+                ray.init(address=config.workers.address, **options)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise StudyError(f"workers.address={config.workers.address}: cannot connect to "
+                                 f"the Ray cluster ({str(exc).splitlines()[0]})") from None
+        else:
+            ray.init(object_store_memory=512 * 1024 * 1024, **options)
+    return ray
+
+
+class _GridSampler:
+    """Optuna's BruteForceSampler, which under ask/tell cannot call ``study.stop()`` when the
+    grid is done: this records that instead."""
+
+    def __new__(cls, seed: int) -> Any:
+        import optuna
+
+        class Exhaustible(optuna.samplers.BruteForceSampler):
+            exhausted = False
+
+            def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+                try:
+                    super().after_trial(study, trial, state, values)
+                except RuntimeError:  # raised by study.stop() outside optimize()
+                    self.exhausted = True
+
+        return Exhaustible(seed=seed)
+
+
+def make_sampler(config: StudyConfig, seed: int) -> Any:
+    """The sampler of ``config`` seeded with ``seed``."""
+    import optuna
+
+    kind = config.sampler.kind
+    if kind == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=config.sampler.population_size,
+                                             seed=seed)
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return _GridSampler(seed)
+
+
+def trial_seed(config: StudyConfig, spec_id: str) -> int:
+    """Evaluation seed: a function of the study seed and the architecture, so an architecture is
+    trained identically whenever and wherever it is evaluated."""
+    return int(hashlib.sha256(f"{config.seed}:{spec_id}".encode()).hexdigest()[:8], 16)
+
+
+def _objective_values(config: StudyConfig, metrics: dict[str, float | None]) -> list[float]:
+    values = []
+    for obj in config.objectives:
+        value = metrics.get(obj.metric)
+        if value is None:  # not measured (an infeasible candidate): the worst value
+            value = -math.inf if obj.resolved_direction == "maximize" else math.inf
+        values.append(float(value))
+    return values
+
+
+class Progress:
+    """A one-line live status (redrawn on a terminal, one line per event otherwise)."""
+
+    def __init__(self, stream: TextIO | None, target: int | None, start_done: int) -> None:
+        self.stream = stream
+        self.tty = bool(stream and stream.isatty())
+        self.target = target
+        self.start = time.monotonic()
+        self.start_done = start_done
+        self.last = ""
+
+    def update(self, counts: Counts, pareto: int, best: str, force: bool = False) -> None:
+        if self.stream is None:
+            return
+        elapsed = time.monotonic() - self.start
+        done = counts.evaluated
+        eta = "?"
+        new = done - self.start_done
+        if self.target and new > 0:
+            eta = _duration(elapsed / new * max(0, self.target - done))
+        total = f"/{self.target}" if self.target else ""
+        line = (f"trials {done}{total} | running {counts.running} | failed {counts.failed} | "
+                f"infeasible {counts.infeasible} | Pareto {pareto}{best} | "
+                f"{_duration(elapsed)} elapsed, ETA {eta}")
+        if self.tty:
+            self.stream.write("\r\033[K" + line)
+            self.stream.flush()
+        elif line != self.last or force:
+            print(line, file=self.stream, flush=True)
+        self.last = line
+
+    def close(self) -> None:
+        if self.tty and self.stream:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def say(self, message: str) -> None:
+        if self.stream is None:
+            return
+        if self.tty:
+            self.stream.write("\r\033[K")
+        print(message, file=self.stream, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class _Driver:
+    """The state of one session of a study."""
+
+    def __init__(self, prepared: PreparedStudy, config: StudyConfig, stream: TextIO | None):
+        import optuna
+
+        self.prepared = prepared
+        self.config = config
+        self.run_dir = prepared.run_dir
+        self.space = prepared.space
+        self.gate = BudgetGate(config.budget)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = open_storage(config, self.run_dir)
+        self.study = optuna.create_study(study_name=config.name, storage=storage,
+                                         directions=config.directions, load_if_exists=True)
+        existing = self.study.get_trials(deepcopy=False)
+        # Re-seed per session so a resumed study does not replay its first samples (an Optuna
+        # pitfall); the first session uses the study seed itself.
+        self.sampler = make_sampler(config, config.seed + len(existing))
+        self.study.sampler = self.sampler
+        self.stream = stream
+        self.results_by_spec: dict[str, dict[str, Any]] = {}
+        for t in existing:
+            if t.state.name == "COMPLETE" and t.user_attrs.get("status") == "ok":
+                self.results_by_spec.setdefault(t.user_attrs["spec_id"], _result_attrs(t))
+        self.running: dict[Any, tuple[Any, Any, Verdict, float]] = {}
+        self.session_infeasible = 0
+        self.new_trials = 0
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+
+    def trials(self) -> list[Any]:
+        return self.study.get_trials(deepcopy=False)
+
+    def reap_interrupted(self) -> int:
+        """Fail the trials a killed session left RUNNING and queue their parameters again."""
+        import optuna
+
+        stale = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        for t in stale:
+            self.requeue(t.number, t.params, t.user_attrs)
+        return len(stale)
+
+    def requeue(self, number: int, params: dict[str, Any], attrs: dict[str, Any],
+                trial: Any = None) -> None:
+        """Fail an unfinished trial as interrupted and queue its parameters again."""
+        import optuna
+
+        if trial is not None:
+            trial.set_user_attr("status", "interrupted")
+            trial.set_user_attr("fail_reason", "interrupted: stopped by the user")
+        self.study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        keep = {k: v for k, v in attrs.items() if k == "fixed_point"}
+        self.study.enqueue_trial(params, user_attrs={**keep, "requeued_from": number})
+
+    def enqueue_fixed(self) -> int:
+        """Enqueue the fixed trials not enqueued by an earlier session; returns how many."""
+        done = {t.user_attrs.get("fixed_point") for t in self.trials()}
+        added = 0
+        for fixed in self.prepared.fixed:
+            if fixed.name not in done:
+                self.study.enqueue_trial(fixed.params, user_attrs={"fixed_point": fixed.name})
+                added += 1
+        return added
+
+    def pareto(self) -> list[Any]:
+        """Pareto-optimal feasible evaluated trials."""
+        return [t for t in self.study.best_trials if t.user_attrs.get("status") == "ok"]
+
+    def best_text(self) -> str:
+        front = self.pareto()
+        if not front:
+            return ""
+        metric0 = self.config.objectives[0]
+        pick = (max if metric0.resolved_direction == "maximize" else min)(
+            front, key=lambda t: t.values[0])
+        parts = [f"{_fmt_metric(o.metric, v)}" for o, v in zip(self.config.objectives,
+                                                               pick.values, strict=True)]
+        return f" (best {' @ '.join(parts)})"
+
+    # -- one trial --------------------------------------------------------------------------------
+
+    def save_spec(self, spec: Any) -> None:
+        path = self.run_dir / "specs" / f"{spec.spec_id}.json"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(spec.to_json(indent=2))
+
+    def tell_infeasible(self, trial: Any, verdict: Verdict, metrics: dict[str, Any],
+                        reason: str) -> None:
+        for key, value in verdict.constraints.items():
+            trial.set_constraint(key, value)
+        trial.set_user_attr("status", "infeasible")
+        trial.set_user_attr("fail_reason", reason)
+        self.study.tell(trial, _objective_values(self.config, metrics))
+        self.session_infeasible += 1
+
+    def tell_failed(self, trial: Any, reason: str) -> None:
+        import optuna
+
+        trial.set_user_attr("status", "failed")
+        trial.set_user_attr("fail_reason", reason)
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        self.new_trials += 1
+
+    def tell_ok(self, trial: Any, verdict: Verdict, attrs: dict[str, Any]) -> None:
+        for key, value in verdict.constraints.items():
+            trial.set_constraint(key, value)
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr("status", "ok")
+        metrics = {"accuracy": attrs["accuracy"], "latency_ms": attrs.get("latency_ms"),
+                   "params": verdict.params, "macs": verdict.macs}
+        self.study.tell(trial, _objective_values(self.config, metrics))
+        self.new_trials += 1
+
+    def dispatch(self, ray: Any, remote: Any, evaluator: Any, oracle: Any) -> bool:
+        """Ask for one trial and start it (or settle it at once); False when nothing to ask."""
+        trial = self.study.ask()
+        try:
+            spec = self.space.sample(trial)
+        except SpecError as exc:
+            trial.set_user_attr("spec_id", None)
+            self.tell_infeasible(trial, invalid_verdict(), {}, f"invalid network: {exc}")
+            return True
+        verdict = self.gate.check(spec)
+        self.save_spec(spec)
+        trial.set_user_attr("spec_id", spec.spec_id)
+        trial.set_user_attr("params", verdict.params)
+        trial.set_user_attr("macs", verdict.macs)
+        if not verdict.feasible:
+            self.tell_infeasible(trial, verdict, {"params": verdict.params, "macs": verdict.macs},
+                                 "over budget: " + ", ".join(verdict.violated()))
+            return True
+        previous = self.results_by_spec.get(spec.spec_id)
+        if previous is not None:  # the same network (e.g. heads under separable attention)
+            verdict = self._with_latency(verdict, previous.get("latency_ms"))
+            self.tell_ok(trial, verdict, {**previous, "duplicate_of": previous["trial"]})
+            return True
+        latency_spec = spec.replace(num_classes=self.config.budget.count_classes)
+        task = TrialTask(
+            number=trial.number, spec_json=spec.to_json(),
+            latency_spec_json=latency_spec.to_json(), seed=trial_seed(self.config, spec.spec_id),
+            evaluator=evaluator, oracle=oracle,
+            latency_cache=getattr(self.config.latency, "cache", None),
+            max_latency_ms=self.config.budget.max_latency_ms,
+            threads=max(1, int(self.config.workers.cpus_per_trial)),
+            device="cuda" if self.config.workers.gpus_per_trial > 0 else "cpu")
+        ref = remote.options(num_cpus=self.config.workers.cpus_per_trial,
+                             num_gpus=self.config.workers.gpus_per_trial,
+                             max_retries=0).remote(task)
+        self.running[ref] = (trial, spec, verdict, time.monotonic())
+        return True
+
+    def _with_latency(self, verdict: Verdict, latency_ms: float | None) -> Verdict:
+        if latency_ms is None:
+            return verdict
+        constraints = dict(verdict.constraints, latency=self.gate.latency_violation(latency_ms))
+        return Verdict(verdict.params, verdict.macs, constraints)
+
+    def settle(self, ray: Any, ref: Any) -> None:
+        """Record the outcome of a finished task."""
+        trial, spec, verdict, _ = self.running.pop(ref)
+        try:
+            out = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+            text = str(cause).strip().splitlines()
+            self.tell_failed(trial, f"{type(cause).__name__}: {text[0] if text else ''}")
+            return
+        except ray.exceptions.RayError as exc:
+            kind = type(exc).__name__
+            self.tell_failed(trial, f"{kind}: the worker died (out of memory or killed)")
+            return
+        latency = out.get("latency")
+        latency_ms = latency["median_ms"] if latency else None
+        verdict = self._with_latency(verdict, latency_ms)
+        trial.set_user_attr("latency_ms", latency_ms)
+        trial.set_user_attr("latency", _without_samples(latency))
+        if out["status"] == "infeasible":
+            self.tell_infeasible(trial, verdict, {"params": verdict.params, "macs": verdict.macs,
+                                                  "latency_ms": latency_ms},
+                                 "over budget: latency")
+            return
+        folder = self.run_dir / "trials" / str(trial.number)
+        if out["artifacts"]:
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, data in out["artifacts"].items():
+                (folder / f"{name}.pt").write_bytes(data)
+        attrs = {"accuracy": out["eval"]["accuracy"], "curve": out["eval"]["curve"],
+                 "eval": out["eval"]["provenance"], "latency_ms": latency_ms,
+                 "latency": _without_samples(latency), "wall_time_s": round(out["wall_time_s"], 2),
+                 "trial": trial.number}
+        self.tell_ok(trial, verdict, attrs)
+        self.results_by_spec.setdefault(spec.spec_id, attrs)
+
+
+def _without_samples(latency: dict[str, Any] | None) -> dict[str, Any] | None:
+    if latency is None:
+        return None
+    return {k: v for k, v in latency.items() if k != "samples_ms"}
+
+
+def _result_attrs(trial: Any) -> dict[str, Any]:
+    keys = ("accuracy", "curve", "eval", "latency_ms", "latency", "wall_time_s")
+    return {**{k: trial.user_attrs.get(k) for k in keys},
+            "trial": trial.user_attrs.get("duplicate_of", trial.number)}
+
+
+def _fmt_metric(metric: str, value: float) -> str:
+    if metric == "accuracy":
+        return f"{value:.1f}%"
+    if metric == "latency_ms":
+        return f"{value:.1f} ms"
+    return f"{value / 1e6:.2f} M {metric}"
+
+
+def check_run_folder(prepared: PreparedStudy, config: StudyConfig, resume: bool) -> StudyConfig:
+    """The config to run: ``config`` for a new or matching run folder; the stored one with
+    ``resume``; an error when the folder holds a different study."""
+    stored = stored_config(prepared.run_dir)
+    if stored is None or stored.fingerprint() == config.fingerprint():
+        return config
+    if resume:
+        return with_overrides(stored, trials=config.trials,
+                              workers=config.workers.concurrent).model_copy(
+            update={"timeout_minutes": config.timeout_minutes})
+    changed = sorted(k for k in stored.model_fields
+                     if getattr(stored, k) != getattr(config, k)
+                     and k not in ("trials", "timeout_minutes", "workers", "description",
+                                   "output", "max_infeasible"))
+    raise StudyError(f"{prepared.run_dir}: holds a run of a different study (changed: "
+                     f"{', '.join(changed)}); add --resume to continue it as stored, or set "
+                     "another output folder")
+
+
+def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: int | None = None,
+              resume: bool = False, stream: TextIO | None = sys.stderr) -> RunSummary:
+    """Run (or continue) a study until it has its trials, hits its time limit, or is stopped.
+
+    Args:
+        prepared: the study (see :func:`nas.study.load`).
+        trials: override the study's number of trials.
+        workers: override the number of concurrent trials.
+        resume: continue the run folder's stored study even if the study file has changed.
+        stream: where progress goes (None for silence).
+    """
+    config = prepared.config
+    if trials is not None or workers is not None:
+        config = with_overrides(config, trials=trials, workers=workers)
+    config = check_run_folder(prepared, config, resume)
+    driver = _Driver(prepared, config, stream)
+    progress = Progress(stream, config.trials, 0)
+    counts = count_trials(driver.trials())
+    summary = RunSummary(prepared.run_dir, counts)
+    target = config.trials
+    if target is not None and counts.evaluated >= target and counts.running == 0:
+        summary.finished = True
+        summary.pareto = [t.number for t in driver.pareto()]
+        progress.say(f"study {config.name} is finished: {counts.evaluated} of {target} trials "
+                     f"evaluated ({counts.failed} failed, {counts.infeasible} infeasible); "
+                     f"nothing to do. Results: {prepared.run_dir}")
+        return summary
+    write_config(config, prepared.run_dir)
+    _log_session(prepared.run_dir, config, len(driver.trials()))
+    driver.study.set_user_attr("fingerprint", config.fingerprint())
+    for warning in prepared.warnings:
+        progress.say(f"warning: {warning}")
+    requeued = driver.reap_interrupted()
+    if requeued:
+        progress.say(f"re-queued {requeued} trial(s) interrupted in an earlier session")
+    driver.enqueue_fixed()
+    counts = count_trials(driver.trials())
+    if counts.evaluated:
+        progress.say(f"resuming study {config.name}: {counts.evaluated} of {target or '?'} "
+                     "trials already evaluated")
+    progress.start_done = counts.evaluated
+    ray = init_ray(config)
+    remote = ray.remote(execute)
+    evaluator = make_evaluator(config)
+    oracle = make_latency_oracle(config, "cuda" if config.workers.gpus_per_trial > 0 else "cpu")
+    deadline = (time.monotonic() + config.timeout_minutes * 60 if config.timeout_minutes
+                else math.inf)
+    stopping = ""
+    last_draw = 0.0
+    try:
+        while True:
+            counts = count_trials(driver.trials())
+            while not stopping and len(driver.running) < config.workers.concurrent:
+                if target is not None and counts.evaluated + len(driver.running) >= target:
+                    break
+                if time.monotonic() > deadline:
+                    stopping = "time limit"
+                    break
+                if driver.session_infeasible >= config.infeasible_limit:
+                    stopping = (f"{driver.session_infeasible} infeasible candidates in this "
+                                "session; the budget may be too tight for the space")
+                    break
+                if getattr(driver.sampler, "exhausted", False):
+                    stopping = "every point of the grid was evaluated"
+                    break
+                driver.dispatch(ray, remote, evaluator, oracle)
+                counts = count_trials(driver.trials())
+                if time.monotonic() - last_draw > 0.5:
+                    progress.update(counts, len(driver.pareto()), "")
+                    last_draw = time.monotonic()
+            if not driver.running:
+                break
+            done, _ = ray.wait(list(driver.running), num_returns=1, timeout=1.0)
+            for ref in done:
+                driver.settle(ray, ref)
+            counts = count_trials(driver.trials())
+            progress.update(counts, len(driver.pareto()), driver.best_text() if done else "",
+                            force=bool(done))
+    except KeyboardInterrupt:
+        for ref, (trial, _, _, _) in list(driver.running.items()):
+            ray.cancel(ref, force=True)
+            driver.requeue(trial.number, trial.params, trial.user_attrs, trial)
+        driver.running.clear()
+        progress.close()
+        progress.say("interrupted: running trials were re-queued; run the same command to "
+                     "continue")
+        summary.stopped_by = "interrupted"
+        summary.counts = count_trials(driver.trials())
+        return summary
+    progress.close()
+    counts = count_trials(driver.trials())
+    summary.counts = counts
+    summary.pareto = [t.number for t in driver.pareto()]
+    summary.new_trials = driver.new_trials
+    summary.finished = target is not None and counts.evaluated >= target
+    summary.stopped_by = stopping
+    from nas.results import write_results
+
+    write_results(driver.study, config, prepared.run_dir)
+    verb = "finished" if summary.finished else f"stopped ({stopping})" if stopping else "ended"
+    progress.say(f"study {config.name} {verb}: {counts.evaluated} trials evaluated, "
+                 f"{counts.failed} failed, {counts.infeasible} infeasible, Pareto set "
+                 f"{len(summary.pareto)}. Results: {prepared.run_dir} (trials.csv, "
+                 f"trials.parquet); see `nas status {_short(prepared.run_dir)}`")
+    return summary
+
+
+def _short(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def environment() -> dict[str, str]:
+    """Versions and machine facts recorded with every session of a run."""
+    import optuna
+    import ray
+    import torch
+
+    return {"python": sys.version.split()[0], "torch": torch.__version__,
+            "optuna": optuna.__version__, "ray": ray.__version__,
+            "cpus": str(os.cpu_count()), "argv": " ".join(sys.argv)}
+
+
+def _log_session(run_dir: Path, config: StudyConfig, existing: int) -> None:
+    record = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "existing_trials": existing,
+              "sampler_seed": config.seed + existing, "fingerprint": config.fingerprint(),
+              **environment()}
+    with open(run_dir / "sessions.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")

@@ -1,0 +1,230 @@
+"""Preparing a study: the checks beyond the schema, the run folder and the Optuna storage.
+
+``prepare`` turns a validated :class:`nas.config.StudyConfig` into a :class:`PreparedStudy`:
+the search space with the study's overrides, the fixed trials as Optuna parameters, and the run
+folder. Everything that can be known before the search starts is checked here, with one-line
+errors that name the file and the field: unknown space parameters, fixed trials the space cannot
+express, budgets that no network of the space can meet.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mobilevit import ArchSpec, SpecError, get_fixed_point, load_spec
+from nas.budget import BudgetGate
+from nas.config import StudyConfig, StudyError, load_study, parse_study
+from search_spaces import MobileViTSpace, SpaceError
+
+CONFIG_FILE = "study.yaml"
+JOURNAL_FILE = "journal.log"
+BRUTE_FORCE_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class FixedTrial:
+    """A named design evaluated as a trial of the study."""
+
+    name: str
+    spec: ArchSpec
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PreparedStudy:
+    """A study ready to run: its config, space, fixed trials and run folder."""
+
+    config: StudyConfig
+    source: str
+    run_dir: Path
+    space: MobileViTSpace
+    fixed: tuple[FixedTrial, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def num_classes(self) -> int:
+        return make_evaluator(self.config).num_classes
+
+
+def make_evaluator(config: StudyConfig) -> Any:
+    """The evaluator a study's ``evaluator`` section describes."""
+    ev = config.evaluator
+    fields = ev.model_dump(exclude={"kind"})
+    if ev.kind == "dummy":
+        from nas.evaluators.dummy import DummyEvaluator
+
+        return DummyEvaluator(**fields)
+    from nas.evaluators.proxy import ProxyTrainEvaluator
+
+    return ProxyTrainEvaluator(**fields)
+
+
+def make_latency_oracle(config: StudyConfig, device: str = "cpu") -> Any:
+    """The latency oracle a study's ``latency`` section describes, or None."""
+    lat = config.latency
+    if lat.kind == "none":
+        return None
+    from nas.latency import LocalLatencyOracle
+
+    return LocalLatencyOracle(resolution=lat.resolution, threads=lat.threads, warmup=lat.warmup,
+                              runs=lat.runs, device=device)
+
+
+def prepare(config: StudyConfig, source: str, *, base_dir: Path | None = None,
+            run_dir: Path | None = None) -> PreparedStudy:
+    """Check everything about ``config`` that can be checked before the search starts.
+
+    Args:
+        config: the validated study.
+        source: where it came from (a file name), for error messages.
+        base_dir: folder that relative spec files in ``fixed_trials`` are resolved against.
+        run_dir: the run folder (default: ``output`` or ``runs/<name>``).
+    """
+    num_classes = make_evaluator(config).num_classes
+    resolution = config.budget.resolution
+    try:
+        space = MobileViTSpace(config.space, num_classes=num_classes, resolution=resolution)
+    except SpaceError as exc:
+        raise StudyError(f"{source}: {exc}") from None
+    fixed = []
+    for i, entry in enumerate(config.fixed_trials):
+        where = f"{source}: fixed_trials[{i}]"
+        try:
+            if entry.endswith(".json"):
+                path = Path(entry) if Path(entry).is_absolute() else (base_dir or Path()) / entry
+                spec = load_spec(path)
+            else:
+                spec = get_fixed_point(entry).spec
+        except SpecError as exc:
+            raise StudyError(f"{where}: {exc}") from None
+        spec = spec.replace(num_classes=num_classes, resolution=resolution)
+        try:
+            params = space.params_for(spec)
+        except SpaceError as exc:
+            raise StudyError(f"{where}={entry}: {exc}") from None
+        fixed.append(FixedTrial(Path(entry).stem if entry.endswith(".json") else entry, spec,
+                                params))
+    if config.trials is not None and config.trials < len(fixed):
+        raise StudyError(f"{source}: trials={config.trials}: fewer than the {len(fixed)} fixed "
+                         "trials")
+    _check_budget_reachable(config, source)
+    if config.sampler.kind == "brute_force":
+        size = math.prod(len(p.values) for p in space.params.values())
+        if size > BRUTE_FORCE_LIMIT:
+            raise StudyError(f"{source}: sampler.kind=brute_force: the space has {size:.3g} "
+                             f"points (limit {BRUTE_FORCE_LIMIT:,}); fix more parameters in space")
+    gate = BudgetGate(config.budget)
+    warnings = []
+    for trial in fixed:
+        verdict = gate.check(trial.spec)
+        if not verdict.feasible:
+            warnings.append(f"fixed trial {trial.name} exceeds the budget "
+                            f"({', '.join(verdict.violated())}); it is recorded as infeasible "
+                            "and not trained")
+    out = run_dir or Path(config.output or Path("runs") / config.name)
+    return PreparedStudy(config, source, out.resolve(), space, tuple(fixed), tuple(warnings))
+
+
+def _check_budget_reachable(config: StudyConfig, source: str) -> None:
+    budget = config.budget
+    counting = MobileViTSpace(config.space, num_classes=budget.count_classes,
+                              resolution=budget.resolution)
+    for measure, limit, unit in (("params", budget.max_params, "parameters"),
+                                 ("macs", budget.max_macs, "MACs")):
+        if limit is None:
+            continue
+        smallest, values = counting.smallest(measure, budget.resolution)
+        if smallest > limit:
+            raise StudyError(
+                f"{source}: budget.max_{measure}={limit:,}: no network of the space meets it; "
+                f"the smallest has {smallest:,} {unit} (block={values['block']}, "
+                f"attention={values['attention']}); widen the space or raise the budget")
+
+
+def load(path: str | Path) -> PreparedStudy:
+    """Load and prepare a study file, or the stored study of a run folder."""
+    path = Path(path)
+    if path.is_dir():
+        stored = path / CONFIG_FILE
+        if not stored.exists():
+            raise StudyError(f"{path}: not a run folder (no {CONFIG_FILE}) and not a study file")
+        config = load_study(stored)
+        return prepare(config, str(stored), base_dir=path, run_dir=path)
+    config = load_study(path)
+    return prepare(config, str(path), base_dir=path.parent)
+
+
+def stored_config(run_dir: Path) -> StudyConfig | None:
+    """The config a run folder was started with, or None for a new folder."""
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        return None
+    return load_study(path)
+
+
+def write_config(config: StudyConfig, run_dir: Path) -> None:
+    """Store the resolved config in the run folder (what a resumed run checks against)."""
+    import yaml
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = config.model_dump(mode="json")
+    (run_dir / CONFIG_FILE).write_text(
+        "# The resolved study this run folder holds; `nas run` on this folder resumes it.\n"
+        + yaml.safe_dump(data, sort_keys=False))
+
+
+def with_overrides(config: StudyConfig, *, trials: int | None = None,
+                   workers: int | None = None) -> StudyConfig:
+    """The config with command-line overrides of ``trials`` and ``workers.concurrent``."""
+    data = config.model_dump(mode="json")
+    if trials is not None:
+        data["trials"] = trials
+    if workers is not None:
+        data["workers"]["concurrent"] = workers
+    return parse_study(data, "command line")
+
+
+def open_storage(config: StudyConfig, run_dir: Path) -> Any:
+    """The study's Optuna storage: PostgreSQL when ``storage`` is set, else the run's journal."""
+    import optuna
+
+    if config.storage:
+        try:
+            return optuna.storages.RDBStorage(config.storage)
+        except ImportError:
+            raise StudyError("storage: a postgresql:// URL needs a driver: pip install "
+                             "'mobilevit-nas[postgres]'") from None
+        except Exception as exc:  # sqlalchemy raises many kinds for a bad URL or server
+            raise StudyError(f"storage={config.storage}: cannot connect "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    repair_journal(run_dir / JOURNAL_FILE)
+    return JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE)))
+
+
+def repair_journal(path: Path) -> bool:
+    """Drop an incomplete last record left by a process killed while appending to the journal.
+
+    Optuna reads past such a record but fails once anything is appended after it. The writer
+    died before finishing it, so it never took effect. Returns whether anything was dropped.
+    """
+    if not path.exists():
+        return False
+    with open(path, "rb+") as f:
+        size = f.seek(0, 2)
+        if size == 0:
+            return False
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return False
+        start = max(0, size - (1 << 20))
+        f.seek(start)
+        tail = f.read()
+        keep = start + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+        f.truncate(keep)
+    return True
