@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 run: install
-	$(BIN)/nas zoo
+	$(BIN)/nas run studies/under_6m.yaml
 
 test: install
 	$(BIN)/ruff check .
@@ -28,7 +28,10 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
+	$(BIN)/python bench/search_overhead.py
+	$(BIN)/python bench/macs_vs_published.py
 	$(BIN)/python bench/model_speed.py
+	$(BIN)/python bench/export_coreml.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -167,7 +167,7 @@ class Progress:
         self.target = target
         self.start = time.monotonic()
         self.start_done = start_done
-        self.last = ""
+        self.last: tuple[Any, ...] = ()
 
     def update(self, counts: Counts, pareto: int, best: str, force: bool = False) -> None:
         if self.stream is None:
@@ -182,12 +182,14 @@ class Progress:
         line = (f"trials {done}{total} | running {counts.running} | failed {counts.failed} | "
                 f"infeasible {counts.infeasible} | Pareto {pareto}{best} | "
                 f"{_duration(elapsed)} elapsed, ETA {eta}")
+        # On a terminal the line is redrawn; in a log, a line is written when something changed.
+        state = (done, counts.running, counts.failed, counts.infeasible, pareto, best)
         if self.tty:
             self.stream.write("\r\033[K" + line)
             self.stream.flush()
-        elif line != self.last or force:
+        elif state != self.last or force:
             print(line, file=self.stream, flush=True)
-        self.last = line
+        self.last = state
 
     def close(self) -> None:
         if self.tty and self.stream:
@@ -224,8 +226,11 @@ class _Driver:
         self.gate = BudgetGate(config.budget)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = open_storage(config, self.run_dir)
-        self.study = optuna.create_study(study_name=config.name, storage=storage,
-                                         directions=config.directions, load_if_exists=True)
+        try:  # loading first: a journal records every create_study call, even a duplicate one
+            self.study = optuna.load_study(study_name=config.name, storage=storage)
+        except KeyError:
+            self.study = optuna.create_study(study_name=config.name, storage=storage,
+                                             directions=config.directions)
         existing = self.study.get_trials(deepcopy=False)
         # Re-seed per session so a resumed study does not replay its first samples (an Optuna
         # pitfall); the first session uses the study seed itself.
@@ -237,6 +242,9 @@ class _Driver:
             if t.state.name == "COMPLETE" and t.user_attrs.get("status") == "ok":
                 self.results_by_spec.setdefault(t.user_attrs["spec_id"], _result_attrs(t))
         self.running: dict[Any, tuple[Any, Any, Verdict, float]] = {}
+        # Trials whose network is being evaluated for another trial right now, by spec id.
+        self.inflight: dict[str, Any] = {}
+        self.attached: dict[str, list[tuple[Any, Verdict]]] = {}
         self.session_infeasible = 0
         self.new_trials = 0
 
@@ -348,7 +356,10 @@ class _Driver:
         previous = self.results_by_spec.get(spec.spec_id)
         if previous is not None:  # the same network (e.g. heads under separable attention)
             verdict = self._with_latency(verdict, previous.get("latency_ms"))
-            self.tell_ok(trial, verdict, {**previous, "duplicate_of": previous["trial"]})
+            self.tell_ok(trial, verdict, _duplicate_attrs(previous))
+            return True
+        if spec.spec_id in self.inflight:  # being evaluated right now: share that result
+            self.attached.setdefault(spec.spec_id, []).append((trial, verdict))
             return True
         latency_spec = spec.replace(num_classes=self.config.budget.count_classes)
         task = TrialTask(
@@ -363,6 +374,7 @@ class _Driver:
                              num_gpus=self.config.workers.gpus_per_trial,
                              max_retries=0).remote(task)
         self.running[ref] = (trial, spec, verdict, time.monotonic())
+        self.inflight[spec.spec_id] = ref
         return True
 
     def _with_latency(self, verdict: Verdict, latency_ms: float | None) -> Verdict:
@@ -372,19 +384,38 @@ class _Driver:
         return Verdict(verdict.params, verdict.macs, constraints)
 
     def settle(self, ray: Any, ref: Any) -> None:
-        """Record the outcome of a finished task."""
+        """Record the outcome of a finished task (and of the trials attached to it)."""
         trial, spec, verdict, _ = self.running.pop(ref)
+        self.inflight.pop(spec.spec_id, None)
+        attached = self.attached.pop(spec.spec_id, [])
+        reason = None
         try:
             out = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
             text = str(cause).strip().splitlines()
-            self.tell_failed(trial, f"{type(cause).__name__}: {text[0] if text else ''}")
-            return
+            reason = f"{type(cause).__name__}: {text[0] if text else ''}"
         except ray.exceptions.RayError as exc:
-            kind = type(exc).__name__
-            self.tell_failed(trial, f"{kind}: the worker died (out of memory or killed)")
+            reason = f"{type(exc).__name__}: the worker died (out of memory or killed)"
+        if reason is not None:
+            self.tell_failed(trial, reason)
+            for other, _ in attached:
+                self.tell_failed(other, f"the same network failed in trial {trial.number}: "
+                                 f"{reason}")
             return
+        self._record(trial, spec, verdict, out)
+        result = self.results_by_spec.get(spec.spec_id)
+        for other, other_verdict in attached:
+            if result is None:  # infeasible by latency
+                self.tell_infeasible(other, self._with_latency(
+                    other_verdict, out["latency"]["median_ms"]), {
+                    "params": other_verdict.params, "macs": other_verdict.macs,
+                    "latency_ms": out["latency"]["median_ms"]}, "over budget: latency")
+            else:
+                self.tell_ok(other, self._with_latency(other_verdict, result.get("latency_ms")),
+                             _duplicate_attrs(result))
+
+    def _record(self, trial: Any, spec: Any, verdict: Verdict, out: dict[str, Any]) -> None:
         latency = out.get("latency")
         latency_ms = latency["median_ms"] if latency else None
         verdict = self._with_latency(verdict, latency_ms)
@@ -402,10 +433,14 @@ class _Driver:
                 (folder / f"{name}.pt").write_bytes(data)
         attrs = {"accuracy": out["eval"]["accuracy"], "curve": out["eval"]["curve"],
                  "eval": out["eval"]["provenance"], "latency_ms": latency_ms,
-                 "latency": _without_samples(latency), "wall_time_s": round(out["wall_time_s"], 2),
-                 "trial": trial.number}
+                 "latency": _without_samples(latency), "wall_time_s": round(out["wall_time_s"], 2)}
         self.tell_ok(trial, verdict, attrs)
-        self.results_by_spec.setdefault(spec.spec_id, attrs)
+        self.results_by_spec.setdefault(spec.spec_id, {**attrs, "trial": trial.number})
+
+
+def _duplicate_attrs(result: dict[str, Any]) -> dict[str, Any]:
+    """User attributes of a trial whose network was evaluated in trial ``result["trial"]``."""
+    return {**{k: v for k, v in result.items() if k != "trial"}, "duplicate_of": result["trial"]}
 
 
 def _without_samples(latency: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -438,7 +473,7 @@ def check_run_folder(prepared: PreparedStudy, config: StudyConfig, resume: bool)
         return with_overrides(stored, trials=config.trials,
                               workers=config.workers.concurrent).model_copy(
             update={"timeout_minutes": config.timeout_minutes})
-    changed = sorted(k for k in stored.model_fields
+    changed = sorted(k for k in type(stored).model_fields
                      if getattr(stored, k) != getattr(config, k)
                      and k not in ("trials", "timeout_minutes", "workers", "description",
                                    "output", "max_infeasible"))
@@ -500,7 +535,7 @@ def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: in
         while True:
             counts = count_trials(driver.trials())
             while not stopping and len(driver.running) < config.workers.concurrent:
-                if target is not None and counts.evaluated + len(driver.running) >= target:
+                if target is not None and counts.evaluated + counts.running >= target:
                     break
                 if time.monotonic() > deadline:
                     stopping = "time limit"
@@ -514,7 +549,7 @@ def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: in
                     break
                 driver.dispatch(ray, remote, evaluator, oracle)
                 counts = count_trials(driver.trials())
-                if time.monotonic() - last_draw > 0.5:
+                if stream is not None and time.monotonic() - last_draw > 0.5:
                     progress.update(counts, len(driver.pareto()), "")
                     last_draw = time.monotonic()
             if not driver.running:
@@ -523,11 +558,15 @@ def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: in
             for ref in done:
                 driver.settle(ray, ref)
             counts = count_trials(driver.trials())
-            progress.update(counts, len(driver.pareto()), driver.best_text() if done else "",
-                            force=bool(done))
+            if stream is not None:
+                progress.update(counts, len(driver.pareto()),
+                                driver.best_text() if done else "", force=bool(done))
     except KeyboardInterrupt:
+        waiting = [t for group in driver.attached.values() for t, _ in group]
         for ref, (trial, _, _, _) in list(driver.running.items()):
             ray.cancel(ref, force=True)
+            waiting.append(trial)
+        for trial in waiting:
             driver.requeue(trial.number, trial.params, trial.user_attrs, trial)
         driver.running.clear()
         progress.close()

@@ -111,7 +111,8 @@ class Param:
                     raise SpaceError(f"{where}={_fmt(v)}: {self._expected()}")
                 match = int(v) if self.kind == "int" else float(v)
             if match in kept:
-                raise SpaceError(f"{where}={[_fmt(x) for x in values]}: a value is listed twice")
+                listed = ", ".join(_fmt(x) for x in values)
+                raise SpaceError(f"{where}=[{listed}]: a value is listed twice")
             kept.append(match)
         return replace(self, choices=tuple(kept), low=None, high=None, step=1)
 

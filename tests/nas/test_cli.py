@@ -1,4 +1,5 @@
 import json
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -8,6 +9,8 @@ import pytest
 from mobilevit import ArchSpec, get_fixed_point, list_models
 from nas.cli import main
 from tests.reference import PARAMS
+
+SMOKE = pathlib.Path(__file__).resolve().parents[2] / "studies" / "smoke.yaml"
 
 
 def run(capsys, *argv):
@@ -114,6 +117,52 @@ def test_export_command_writes_a_package(capsys, tmp_path):
 
 
 def test_console_script_is_installed():
-    exe = shutil.which("nas") or str(__import__("pathlib").Path(sys.executable).parent / "nas")
+    exe = shutil.which("nas") or str(pathlib.Path(sys.executable).parent / "nas")
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "zoo" in out.stdout and "export" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The smoke study, run once through the CLI for the run-folder commands below."""
+    folder = tmp_path_factory.mktemp("cli") / "run"
+    code = main(["run", str(SMOKE), "--output", str(folder), "--quiet"])
+    assert code == 0
+    return folder
+
+
+def test_run_status_and_trials_commands(capsys, smoke_run):
+    capsys.readouterr()
+    code, out, _ = run(capsys, "status", str(smoke_run))
+    assert code == 0 and "evaluated 6 of 6" in out and "Pareto set" in out
+    code, out, _ = run(capsys, "trials", str(smoke_run))
+    assert code == 0 and "mobilevit_xxs" in out and "trials.csv" in out
+    code, _, err = run(capsys, "run", str(SMOKE), "--output", str(smoke_run))
+    assert code == 0 and "is finished" in err and "nothing to do" in err
+
+
+def test_export_a_trial_of_a_run(capsys, smoke_run, tmp_path):
+    code, out, _ = run(capsys, "export", str(smoke_run), "--trial", "0", "--to", "onnx", "-o",
+                       str(tmp_path / "t0"))
+    assert code == 0
+    assert (tmp_path / "t0" / "spec.json").exists() and (tmp_path / "t0" / "model.onnx").exists()
+    code, _, err = run(capsys, "export", str(smoke_run))
+    assert code == 2 and "choose a trial with --trial N" in err
+    code, _, err = run(capsys, "export", str(smoke_run), "--trial", "99")
+    assert code == 2 and "--trial 99:" in err
+
+
+def test_a_changed_study_on_the_same_folder_is_refused(capsys, smoke_run, tmp_path):
+    import yaml
+
+    data = yaml.safe_load(SMOKE.read_text())
+    data["budget"]["max_params"] = 1_500_000
+    changed = tmp_path / "smoke.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    code, _, err = run(capsys, "run", str(changed), "--output", str(smoke_run))
+    assert code == 2 and "holds a run of a different study (changed: budget)" in err
+
+
+def test_space_command_lists_parameters(capsys):
+    code, out, _ = run(capsys, "space")
+    assert code == 0 and len(out.splitlines()) == 36 and "s5.patch" in out

@@ -1,0 +1,171 @@
+"""The study runner on a real local Ray instance: end to end, faults, budgets, resume."""
+
+import dataclasses
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+
+import mobilevit
+from nas.config import parse_study
+from nas.results import open_run, status_text, trials_frame
+from nas.runner import count_trials, run_study
+from nas.study import load, prepare, repair_journal
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "studies" / "smoke.yaml"
+
+
+def _study(tmp_path, **changes):
+    data = yaml.safe_load(SMOKE.read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return prepare(parse_study(data, "test"), "test", run_dir=tmp_path / "run")
+
+
+def _fixed_id(name):
+    return mobilevit.get_fixed_point(name).spec.replace(num_classes=10).spec_id
+
+
+def test_smoke_study_runs_end_to_end_and_a_rerun_does_nothing(tmp_path):
+    prepared = dataclasses.replace(load(SMOKE), run_dir=tmp_path / "run")
+    summary = run_study(prepared, stream=None)
+    assert summary.finished and summary.counts.evaluated == 6 and summary.counts.failed == 0
+    study, _ = open_run(tmp_path / "run")
+    frame = trials_frame(study)
+    ok = frame[frame.status == "ok"]
+    assert len(ok) == 6
+    assert ok.accuracy.notna().all() and (ok.latency_ms > 0).all()
+    assert (ok.params <= 2_000_000).all()
+    assert sorted(frame.fixed_point.dropna()) == ["mobilevit_xxs", "mobilevitv3_xxs"]
+    assert frame.pareto.any()
+    for name in ("trials.csv", "trials.parquet", "pareto.json", "study.yaml", "journal.log",
+                 "sessions.jsonl"):
+        assert (tmp_path / "run" / name).exists(), name
+    assert len(list((tmp_path / "run" / "specs").glob("*.json"))) == len(set(frame.spec_id))
+    assert "Pareto set" in status_text(tmp_path / "run")
+
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir() if p.is_file()}
+    again = run_study(prepared, stream=None)
+    assert again.finished and again.new_trials == 0
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir() if p.is_file()}
+    assert after == before  # re-running a finished study changes nothing
+
+
+def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path):
+    faults = {_fixed_id("mobilevit_xxs"): "raise", _fixed_id("mobilevitv3_xxs"): "nan",
+              _fixed_id("mobilevitv3_xxs_l2"): "exit"}
+    prepared = _study(tmp_path, evaluator={"faults": faults},
+                      fixed_trials=["mobilevit_xxs", "mobilevitv3_xxs", "mobilevitv3_xxs_l2"])
+    summary = run_study(prepared, stream=None)
+    assert summary.finished and summary.counts.evaluated == 6 and summary.counts.ok == 3
+    study, _ = open_run(tmp_path / "run")
+    reasons = {t.user_attrs.get("fixed_point"): t.user_attrs.get("fail_reason")
+               for t in study.trials if t.user_attrs.get("status") == "failed"}
+    assert reasons["mobilevit_xxs"] == "RuntimeError: injected failure"
+    assert reasons["mobilevitv3_xxs"] == "EvaluationError: accuracy is nan"
+    assert reasons["mobilevitv3_xxs_l2"].startswith("WorkerCrashedError: the worker died")
+
+
+def test_infeasible_candidates_never_reach_the_evaluator(tmp_path):
+    record = tmp_path / "evaluated.txt"
+    prepared = _study(tmp_path, budget={"max_params": 1_100_000}, evaluator={"record": str(record)},
+                      fixed_trials=["mobilevit_xxs"], trials=4)
+    summary = run_study(prepared, stream=None)
+    study, _ = open_run(tmp_path / "run")
+    infeasible = [t for t in study.trials if t.user_attrs.get("status") == "infeasible"]
+    ok = [t for t in study.trials if t.user_attrs.get("status") == "ok"]
+    evaluated = record.read_text().split()
+    assert summary.counts.infeasible == len(infeasible) >= 1  # v1-XXS (1.27 M) at least
+    assert sorted(evaluated) == sorted(t.user_attrs["spec_id"] for t in ok)
+    for t in infeasible:
+        assert t.user_attrs["spec_id"] not in evaluated
+        assert t.constraints["params"] > 0  # an Optuna constraint violation the sampler sees
+        assert t.state == optuna.trial.TrialState.COMPLETE
+        assert not (tmp_path / "run" / "trials" / str(t.number)).exists()
+    assert all(t.constraints["params"] <= 0 for t in ok)
+
+
+def test_the_same_network_is_evaluated_once(tmp_path):
+    # Heads mean nothing for separable attention: every trial is the same network.
+    record = tmp_path / "evaluated.txt"
+    params = mobilevit.get_fixed_point("mobilevitv2_050").spec
+    from search_spaces import MobileViTSpace
+
+    fixed = {k: v for k, v in MobileViTSpace().params_for(params).items()
+             if not k.endswith(".heads")}
+    prepared = _study(tmp_path, space=fixed, budget={"max_params": 2_000_000},
+                      evaluator={"record": str(record)}, fixed_trials=[], trials=4)
+    summary = run_study(prepared, stream=None)
+    assert summary.counts.ok == 4
+    assert len(record.read_text().split()) == 1
+    frame = trials_frame(open_run(tmp_path / "run")[0])
+    assert frame.duplicate_of.notna().sum() == 3 and frame.accuracy.nunique() == 1
+
+
+def test_a_torn_journal_record_is_dropped(tmp_path):
+    journal = tmp_path / "journal.log"
+    journal.write_bytes(b'{"op_code": 0}\n{"op_code": 4, "trial_id"')
+    assert repair_journal(journal)
+    assert journal.read_bytes() == b'{"op_code": 0}\n'
+    assert not repair_journal(journal)
+
+
+def _snapshot(run_dir):
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(run_dir / "journal.log")))
+    study = optuna.load_study(study_name="smoke", storage=storage)
+    return study.get_trials(deepcopy=False)
+
+
+@pytest.mark.slow
+def test_a_study_killed_with_sigkill_resumes_without_losing_or_repeating(tmp_path):
+    data = yaml.safe_load(SMOKE.read_text())
+    data["evaluator"]["seconds"] = 1.5
+    data["trials"] = 8
+    study_file = tmp_path / "kill.yaml"
+    study_file.write_text(yaml.safe_dump(data))
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "nas.cli", "run", str(study_file), "--output", str(run_dir),
+               "--quiet"]
+    proc = subprocess.Popen(command, cwd=tmp_path, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if (run_dir / "journal.log").exists():
+            trials = _snapshot(run_dir)
+            done = [t for t in trials if t.user_attrs.get("status") == "ok"]
+            if len(done) >= 3 and any(t.state.name == "RUNNING" for t in trials):
+                break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {t.number: t.values for t in _snapshot(run_dir) if t.state.name == "COMPLETE"}
+    assert 3 <= len(before) and len(before) < 8 + 10
+
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    trials = _snapshot(run_dir)
+    counts = count_trials(trials)
+    assert counts.evaluated == 8 and counts.running == 0 and counts.waiting == 0
+    assert counts.interrupted >= 1  # the trials running at the kill, re-queued and redone
+    after = {t.number: t.values for t in trials if t.state.name == "COMPLETE"}
+    assert all(after[n] == v for n, v in before.items())  # nothing completed was lost
+    fixed = [t.user_attrs["fixed_point"] for t in trials
+             if t.user_attrs.get("fixed_point") and t.user_attrs.get("status") == "ok"]
+    assert sorted(fixed) == ["mobilevit_xxs", "mobilevitv3_xxs"]  # enqueued and run once each
+    requeued = [t.user_attrs["requeued_from"] for t in trials if "requeued_from" in t.user_attrs]
+    interrupted = [t.number for t in trials if t.state.name == "FAIL"
+                   and t.user_attrs.get("status", "interrupted") == "interrupted"]
+    assert sorted(requeued) == sorted(interrupted)
+    sessions = (run_dir / "sessions.jsonl").read_text().splitlines()
+    assert len(sessions) == 2 and json.loads(sessions[1])["existing_trials"] > 0
