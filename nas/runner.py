@@ -97,15 +97,38 @@ def init_ray(config: StudyConfig) -> Any:
     if not ray.is_initialized():
         options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
                                        logging_level=logging.ERROR)
-        if config.workers.address:
+        address = config.workers.address
+        if address:
+            _check_reachable(address)
             try:
-                ray.init(address=config.workers.address, **options)
+                ray.init(address=address, **options)
             except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise StudyError(f"workers.address={config.workers.address}: cannot connect to "
-                                 f"the Ray cluster ({str(exc).splitlines()[0]})") from None
+                first = str(exc).splitlines()[0]
+                hint = ("; Ray >= 2.59 clusters also need their token in RAY_AUTH_TOKEN "
+                        "(`ray get-auth-token` on the head)"
+                        if first.startswith("Failed to connect") else "")
+                raise StudyError(f"workers.address={address}: cannot connect to the Ray cluster "
+                                 f"({first}){hint}") from None
         else:
             ray.init(object_store_memory=512 * 1024 * 1024, **options)
     return ray
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a host:port nobody listens on (Ray itself waits two minutes)."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    if target == "auto" or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StudyError(f"workers.address={address}: nothing answers there ({reason}); start "
+                         "the cluster with `ray start --head` or fix the address") from None
 
 
 class _GridSampler:
@@ -497,6 +520,8 @@ def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: in
     if trials is not None or workers is not None:
         config = with_overrides(config, trials=trials, workers=workers)
     config = check_run_folder(prepared, config, resume)
+    new_run = stored_config(prepared.run_dir) is None
+    ray = init_ray(config) if new_run else None  # reach Ray before creating the run folder
     driver = _Driver(prepared, config, stream)
     progress = Progress(stream, config.trials, 0)
     counts = count_trials(driver.trials())
@@ -509,6 +534,7 @@ def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: in
                      f"evaluated ({counts.failed} failed, {counts.infeasible} infeasible); "
                      f"nothing to do. Results: {prepared.run_dir}")
         return summary
+    ray = ray or init_ray(config)  # before anything is written: a bad address leaves no trace
     write_config(config, prepared.run_dir)
     _log_session(prepared.run_dir, config, len(driver.trials()))
     driver.study.set_user_attr("fingerprint", config.fingerprint())
@@ -523,7 +549,6 @@ def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: in
         progress.say(f"resuming study {config.name}: {counts.evaluated} of {target or '?'} "
                      "trials already evaluated")
     progress.start_done = counts.evaluated
-    ray = init_ray(config)
     remote = ray.remote(execute)
     evaluator = make_evaluator(config)
     oracle = make_latency_oracle(config, "cuda" if config.workers.gpus_per_trial > 0 else "cpu")
