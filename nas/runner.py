@@ -239,7 +239,7 @@ def _duration(seconds: float) -> str:
 class _Driver:
     """The state of one session of a study."""
 
-    def __init__(self, prepared: PreparedStudy, config: StudyConfig, stream: TextIO | None):
+    def __init__(self, prepared: PreparedStudy, config: StudyConfig) -> None:
         import optuna
 
         self.prepared = prepared
@@ -259,12 +259,11 @@ class _Driver:
         # pitfall); the first session uses the study seed itself.
         self.sampler = make_sampler(config, config.seed + len(existing))
         self.study.sampler = self.sampler
-        self.stream = stream
         self.results_by_spec: dict[str, dict[str, Any]] = {}
         for t in existing:
             if t.state.name == "COMPLETE" and t.user_attrs.get("status") == "ok":
                 self.results_by_spec.setdefault(t.user_attrs["spec_id"], _result_attrs(t))
-        self.running: dict[Any, tuple[Any, Any, Verdict, float]] = {}
+        self.running: dict[Any, tuple[Any, Any, Verdict]] = {}  # task -> trial, spec, verdict
         # Trials whose network is being evaluated for another trial right now, by spec id.
         self.inflight: dict[str, Any] = {}
         self.attached: dict[str, list[tuple[Any, Verdict]]] = {}
@@ -396,7 +395,7 @@ class _Driver:
         ref = remote.options(num_cpus=self.config.workers.cpus_per_trial,
                              num_gpus=self.config.workers.gpus_per_trial,
                              max_retries=0).remote(task)
-        self.running[ref] = (trial, spec, verdict, time.monotonic())
+        self.running[ref] = (trial, spec, verdict)
         self.inflight[spec.spec_id] = ref
         return True
 
@@ -408,7 +407,7 @@ class _Driver:
 
     def settle(self, ray: Any, ref: Any) -> None:
         """Record the outcome of a finished task (and of the trials attached to it)."""
-        trial, spec, verdict, _ = self.running.pop(ref)
+        trial, spec, verdict = self.running.pop(ref)
         self.inflight.pop(spec.spec_id, None)
         attached = self.attached.pop(spec.spec_id, [])
         reason = None
@@ -522,7 +521,7 @@ def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: in
     config = check_run_folder(prepared, config, resume)
     new_run = stored_config(prepared.run_dir) is None
     ray = init_ray(config) if new_run else None  # reach Ray before creating the run folder
-    driver = _Driver(prepared, config, stream)
+    driver = _Driver(prepared, config)
     progress = Progress(stream, config.trials, 0)
     counts = count_trials(driver.trials())
     summary = RunSummary(prepared.run_dir, counts)
@@ -588,7 +587,7 @@ def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: in
                                 driver.best_text() if done else "", force=bool(done))
     except KeyboardInterrupt:
         waiting = [t for group in driver.attached.values() for t, _ in group]
-        for ref, (trial, _, _, _) in list(driver.running.items()):
+        for ref, (trial, _, _) in list(driver.running.items()):
             ray.cancel(ref, force=True)
             waiting.append(trial)
         for trial in waiting:

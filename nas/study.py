@@ -69,8 +69,7 @@ def make_latency_oracle(config: StudyConfig, device: str = "cpu") -> Any:
         return None
     from nas.latency import LocalLatencyOracle
 
-    return LocalLatencyOracle(resolution=lat.resolution, threads=lat.threads, warmup=lat.warmup,
-                              runs=lat.runs, device=device)
+    return LocalLatencyOracle(**lat.model_dump(exclude={"kind", "cache"}), device=device)
 
 
 def prepare(config: StudyConfig, source: str, *, base_dir: Path | None = None,

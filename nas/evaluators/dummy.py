@@ -22,7 +22,7 @@ from nas.evaluators.base import EvalResult
 
 @dataclass(frozen=True)
 class DummyEvaluator:
-    """See the module docstring.
+    """See the module docstring; defaults are in :class:`nas.config.DummyConfig`.
 
     Attributes:
         seconds: CPU time to burn per evaluation.
@@ -31,8 +31,8 @@ class DummyEvaluator:
         record: a file to which every evaluated spec id is appended (for tests and debugging).
     """
 
-    seconds: float = 0.0
-    classes: int = 10
+    seconds: float
+    classes: int
     faults: dict[str, str] = field(default_factory=dict)
     record: str | None = None
     name: str = "dummy"

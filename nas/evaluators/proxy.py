@@ -22,19 +22,22 @@ from nas.evaluators.procedural import NUM_CLASSES, dataset
 
 @dataclass(frozen=True)
 class ProxyTrainEvaluator:
-    """Train ``epochs`` epochs on ``train_images`` procedural images at ``resolution``."""
+    """Train ``epochs`` epochs on ``train_images`` procedural images at ``resolution``.
 
-    train_images: int = 2000
-    val_images: int = 500
-    resolution: int = 64
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    label_smoothing: float = 0.1
-    warmup_fraction: float = 0.1
-    data_seed: int = 0
-    save_weights: bool = True
+    The fields and their defaults are documented once, in :class:`nas.config.ProxyTrainConfig`.
+    """
+
+    train_images: int
+    val_images: int
+    resolution: int
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    label_smoothing: float
+    warmup_fraction: float
+    data_seed: int
+    save_weights: bool
     name: str = "proxy_train"
 
     @property

@@ -32,12 +32,15 @@ def cpu_name() -> str:
 
 @dataclass(frozen=True)
 class LocalLatencyOracle:
-    """Median of ``runs`` timed forward passes after ``warmup`` untimed ones, ``threads`` threads."""
+    """Median of ``runs`` timed forward passes after ``warmup`` untimed ones, ``threads`` threads.
 
-    resolution: int = 256
-    threads: int = 1
-    warmup: int = 2
-    runs: int = 10
+    Defaults are in :class:`nas.config.LocalLatencyConfig`.
+    """
+
+    resolution: int
+    threads: int
+    warmup: int
+    runs: int
     device: str = "cpu"
     name: str = "local"
 

@@ -17,12 +17,13 @@ def test_statistics_of_samples():
 
 def test_cache_round_trip_and_keys(tmp_path):
     cache = LatencyCache(tmp_path / "lat.sqlite")
-    oracle = LocalLatencyOracle(resolution=64, runs=2, warmup=0)
+    oracle = LocalLatencyOracle(resolution=64, threads=1, runs=2, warmup=0)
     spec = get_fixed_point("mobilevitv2_050").spec
     first, hit = cached_latency(oracle, spec, cache)
     assert not hit and first.runs == 2 and first.median_ms > 0 and first.backend == "torch-eager"
     again, hit = cached_latency(oracle, spec, LatencyCache(tmp_path / "lat.sqlite"))
     assert hit and again == first  # persisted across cache objects (and processes)
-    assert oracle.key(spec) != LocalLatencyOracle(resolution=128).key(spec)
+    assert oracle.key(spec) != LocalLatencyOracle(resolution=128, threads=1, runs=2,
+                                                  warmup=0).key(spec)
     assert oracle.key(spec) != oracle.key(spec.replace(num_classes=10))
     assert oracle.key(spec).startswith(spec.spec_id)
