@@ -77,21 +77,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mobilevit import resolve_spec
+    from nas.errors import NasError
     from nas.export import export_model
 
     if Path(args.model).is_dir():
         from nas.results import export_trial
 
         if args.trial is None:
-            raise_user_error(f"{args.model} is a run folder: choose a trial with --trial N "
-                             "(see `nas status`)")
+            raise NasError(f"{args.model} is a run folder: choose a trial with --trial N "
+                           "(see `nas status`)")
         out = export_trial(args.model, args.trial, to=args.to, output=args.output,
                            resolution=args.resolution, precision=args.precision)
         for name, path in out.items():
             print(f"{name}: {path}")
         return 0
     if args.output is None:
-        raise_user_error("export: give the output path with -o PATH")
+        raise NasError("export: give the output path with -o PATH")
     spec = resolve_spec(args.model)
     print(f"exporting {args.model} to {args.to} ...", file=sys.stderr)
     result = export_model(spec, args.output, to=args.to, resolution=args.resolution,
@@ -161,11 +162,6 @@ def cmd_space(args: argparse.Namespace) -> int:
         print(f"{name:<20} {param.describe():<45} {param.help}")
     return 0
 
-
-def raise_user_error(message: str) -> None:
-    from nas.errors import NasError
-
-    raise NasError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
