@@ -129,13 +129,16 @@ def prepare(config: StudyConfig, source: str, *, base_dir: Path | None = None,
 
 def _check_budget_reachable(config: StudyConfig, source: str) -> None:
     budget = config.budget
+    if budget.max_params is None and budget.max_macs is None:
+        return
     counting = MobileViTSpace(config.space, num_classes=budget.count_classes,
                               resolution=budget.resolution)
+    smallest_of = counting.smallest(budget.resolution)
     for measure, limit, unit in (("params", budget.max_params, "parameters"),
                                  ("macs", budget.max_macs, "MACs")):
         if limit is None:
             continue
-        smallest, values = counting.smallest(measure, budget.resolution)
+        smallest, values = smallest_of[measure]
         if smallest > limit:
             raise StudyError(
                 f"{source}: budget.max_{measure}={limit:,}: no network of the space meets it; "

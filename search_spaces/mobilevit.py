@@ -352,17 +352,18 @@ class MobileViTSpace:
 
     # -- budgets ---------------------------------------------------------------------------------
 
-    def smallest(self, measure: str, resolution: int) -> tuple[int, dict[str, Any]]:
-        """The smallest ``measure`` ("params" or "macs") of any network in the space, and the
-        parameters that reach it.
+    def smallest(self, resolution: int) -> dict[str, tuple[int, dict[str, Any]]]:
+        """The smallest parameter count and the smallest MAC count of any network in the space,
+        each with the parameters that reach it: {"params": (n, values), "macs": (n, values)}.
 
         Monotone parameters take their lowest value; the others (block design, attention, norm,
-        patch sizes, ...) are enumerated.
+        patch sizes, ...) are enumerated, in one pass for both measures.
         """
         fixed = {n: min(p.values) for n, p in self.params.items() if p.monotone}
         free = [n for n, p in self.params.items() if not p.monotone and n not in _NO_SIZE_EFFECT]
         rest = {n: self.params[n].values[0] for n in _NO_SIZE_EFFECT}
-        best: tuple[float, dict[str, Any]] = (math.inf, {})
+        best: dict[str, tuple[float, dict[str, Any]]] = {"params": (math.inf, {}),
+                                                          "macs": (math.inf, {})}
         for combo in itertools.product(*(self.params[n].values for n in free)):
             values = {**fixed, **rest, **dict(zip(free, combo, strict=True))}
             try:
@@ -370,12 +371,12 @@ class MobileViTSpace:
             except SpecError:
                 continue
             c = complexity(spec, resolution)
-            size = c.params if measure == "params" else c.macs
-            if size < best[0]:
-                best = (size, values)
-        if not best[1]:
+            for measure, size in (("params", c.params), ("macs", c.macs)):
+                if size < best[measure][0]:
+                    best[measure] = (size, values)
+        if not best["params"][1]:
             raise SpaceError("space: no parameter combination gives a valid network")
-        return int(best[0]), best[1]
+        return {m: (int(size), values) for m, (size, values) in best.items()}
 
 
 def _as_int(x: float) -> int | float:

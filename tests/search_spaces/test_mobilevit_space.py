@@ -99,12 +99,15 @@ def test_width_multiplier_reproduces_the_v2_family():
 def test_smallest_network_is_a_lower_bound():
     space = MobileViTSpace({"s3.width": {"high": 96}, "s4.width": {"high": 128},
                             "s5.width": {"high": 160}})
-    smallest, values = space.smallest("params", 256)
-    assert complexity(space.build(values), 256).params == smallest
+    smallest = space.smallest(256)
+    (params, p_values), (macs, m_values) = smallest["params"], smallest["macs"]
+    assert complexity(space.build(p_values), 256).params == params
+    assert complexity(space.build(m_values), 256).macs == macs
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(200):
         trial = study.ask()
-        assert complexity(space.sample(trial)).params >= smallest
+        c = complexity(space.sample(trial))
+        assert c.params >= params and c.macs >= macs
         study.tell(trial, 0.0)
 
 
