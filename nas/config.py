@@ -71,6 +71,29 @@ class ProxyTrainConfig(_Model):
     save_weights: bool = True
 
 
+class RecipeConfig(_Model):
+    """The training recipe (defaults: the MobileViT v1 paper's, reference section 5.1).
+
+    Learning rate: linear warm-up per iteration from ``warmup_init_lr`` to ``lr`` over
+    ``warmup_iters``, then cosine to ``min_lr`` indexed by epoch and not shifted by the warm-up,
+    as cvnets does. The v2 recipe: lr 0.002 (width 2.0; scaled per width), min_lr 0.0002,
+    warmup_iters 20000 from 1e-6, weight_decay 0.05, no_decay_norm_bias true, grad_clip 10.
+    """
+
+    lr: float = Field(2e-3, gt=0)
+    min_lr: float = Field(2e-4, ge=0)
+    warmup_iters: int = Field(3000, ge=0)
+    warmup_init_lr: float = Field(2e-4, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    no_decay_norm_bias: bool = False
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    ema_momentum: float | None = Field(0.0005, gt=0, lt=1)
+    grad_clip: float | None = Field(None, gt=0)
+    amp: bool = True  # mixed precision on a GPU (bf16 when supported)
+    channels_last: bool = True
+    compile: bool = False
+
+
 class DummyConfig(_Model):
     """A fixed-cost stand-in for benchmarks and tests (nas.evaluators.dummy)."""
 
