@@ -54,23 +54,6 @@ class Objective(_Model):
         return self.direction or METRICS[self.metric]
 
 
-class ProxyTrainConfig(_Model):
-    """Short real training on the procedural dataset (nas.evaluators.proxy)."""
-
-    kind: Literal["proxy_train"]
-    train_images: int = Field(1600, gt=0)
-    val_images: int = Field(400, gt=0)
-    resolution: int = Field(64, ge=32)
-    epochs: int = Field(3, gt=0)
-    batch_size: int = Field(32, gt=0)
-    lr: float = Field(3e-3, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-    warmup_fraction: float = Field(0.1, ge=0, lt=1)
-    data_seed: int = 0
-    save_weights: bool = True
-
-
 class RecipeConfig(_Model):
     """The training recipe (defaults: the MobileViT v1 paper's, reference section 5.1).
 
@@ -94,6 +77,104 @@ class RecipeConfig(_Model):
     compile: bool = False
 
 
+class DatasetConfig(_Model):
+    """Where training images come from.
+
+    ``procedural`` needs no files; ``folder`` reads the ImageNet layout (``path/<split>/<class>/``);
+    ``cifar10`` / ``cifar100`` read the official python archives under ``path`` (downloaded and
+    checked there when ``download`` is true).
+    """
+
+    kind: Literal["procedural", "folder", "cifar10", "cifar100"] = "procedural"
+    path: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    classes: int | list[str] | None = None
+    images_per_class: int | None = Field(None, gt=0)
+    val_images_per_class: int | None = Field(None, gt=0)
+    download: bool = False
+    train_images: int = Field(1600, gt=0)  # procedural only
+    val_images: int = Field(400, gt=0)  # procedural only
+    image_size: int = Field(64, ge=16)  # procedural only: the rendered size
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _path(self) -> DatasetConfig:
+        if self.kind in ("folder", "cifar10", "cifar100") and not self.path:
+            raise ValueError(f"dataset kind {self.kind} needs a path")
+        return self
+
+
+class MultiScaleConfig(_Model):
+    """The variable-batch multi-scale sampler; ``sizes`` default to cvnets' scaled to the
+    resolution (0.625x, 0.75x, 1x, 1.125x, 1.25x)."""
+
+    sizes: list[int] | None = None
+    rule: Literal["paper", "v0.1", "v0.2"] = "v0.1"
+
+
+class TrainConfig(_Model):
+    """Train on real (or procedural) images with the papers' recipe (nas.evaluators.train)."""
+
+    kind: Literal["train"]
+    dataset: DatasetConfig = DatasetConfig()
+    epochs: int = Field(gt=0)
+    resolution: int = Field(256, ge=16)
+    batch_size: int = Field(128, gt=0)
+    multiscale: MultiScaleConfig | None = None
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    recipe: RecipeConfig = RecipeConfig()
+    loader_workers: int = Field(2, ge=0)
+    save_weights: bool = True
+
+
+class ProxyTrainConfig(_Model):
+    """A short training on the procedural dataset: the offline default (nas.evaluators.train).
+
+    A compact form of a ``train`` evaluator: the images at ``resolution`` without crops, flips
+    only, AdamW with a warm-up over ``warmup_fraction`` of the steps then cosine to zero, no EMA.
+    """
+
+    kind: Literal["proxy_train"]
+    train_images: int = Field(1600, gt=0)
+    val_images: int = Field(400, gt=0)
+    resolution: int = Field(64, ge=32)
+    epochs: int = Field(3, gt=0)
+    batch_size: int = Field(32, gt=0)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    data_seed: int = 0
+    save_weights: bool = True
+
+    def as_train(self) -> TrainConfig:
+        """The equivalent ``train`` evaluator."""
+        steps = -(-self.train_images // self.batch_size) * self.epochs
+        return TrainConfig(
+            kind="train", epochs=self.epochs, resolution=self.resolution,
+            batch_size=self.batch_size, crop_scale=(1.0, 1.0), loader_workers=0,
+            save_weights=self.save_weights,
+            dataset=DatasetConfig(kind="procedural", train_images=self.train_images,
+                                  val_images=self.val_images, image_size=self.resolution,
+                                  seed=self.data_seed),
+            recipe=RecipeConfig(lr=self.lr, min_lr=0.0, warmup_iters=int(self.warmup_fraction
+                                                                         * steps),
+                                warmup_init_lr=0.0, weight_decay=self.weight_decay,
+                                label_smoothing=self.label_smoothing, ema_momentum=None))
+
+
+class ZeroCostConfig(_Model):
+    """A training-free score (nas.evaluators.zero_cost): synflow, naswot, grad_norm, or the
+    params / macs baselines."""
+
+    kind: Literal["zero_cost"]
+    proxy: Literal["synflow", "naswot", "grad_norm", "params", "macs"]
+    dataset: DatasetConfig = DatasetConfig()
+    resolution: int = Field(64, ge=16)
+    batch_size: int = Field(64, gt=1)
+
+
 class DummyConfig(_Model):
     """A fixed-cost stand-in for benchmarks and tests (nas.evaluators.dummy)."""
 
@@ -104,7 +185,17 @@ class DummyConfig(_Model):
     record: str | None = None
 
 
-EvaluatorConfig = Annotated[ProxyTrainConfig | DummyConfig, Field(discriminator="kind")]
+EvaluatorConfig = Annotated[TrainConfig | ProxyTrainConfig | ZeroCostConfig | DummyConfig,
+                            Field(discriminator="kind")]
+
+
+class PrunerConfig(_Model):
+    """Early stopping of trials whose accuracy lags after some epochs (Optuna's pruners, applied
+    to accuracy alone; see nas/pruning.py)."""
+
+    kind: Literal["none", "successive_halving", "hyperband", "median"] = "none"
+    min_epochs: int = Field(1, ge=1)
+    reduction_factor: int = Field(3, ge=2)
 
 
 class LocalLatencyConfig(_Model):
@@ -155,6 +246,7 @@ class StudyConfig(_Model):
     evaluator: EvaluatorConfig = ProxyTrainConfig(kind="proxy_train")
     latency: LatencyConfig = LocalLatencyConfig(kind="local")
     sampler: SamplerConfig = SamplerConfig()
+    pruner: PrunerConfig = PrunerConfig()
     trials: int | None = Field(None, gt=0)
     timeout_minutes: float | None = Field(None, gt=0)
     max_infeasible: int | None = Field(None, gt=0)
@@ -221,7 +313,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("proxy_train", "dummy", "local", "none"):
+        elif part in ("train", "proxy_train", "zero_cost", "dummy", "local", "none"):
             continue  # the tag of a discriminated union, not a field
         else:
             out += f".{part}" if out else str(part)

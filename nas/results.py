@@ -98,7 +98,8 @@ def status_text(run_dir: str | Path) -> str:
              "running or stopped")
     lines = [f"study {config.name} ({Path(run_dir)}): {state}",
              f"  evaluated {c.evaluated}{f' of {target}' if target else ''}: {c.ok} ok, "
-             f"{c.failed} failed; {c.infeasible} infeasible (over budget, not trained); "
+             f"{c.pruned} pruned, {c.failed} failed; {c.infeasible} infeasible (over budget, "
+             "not trained); "
              f"{c.interrupted} interrupted and re-queued; {c.running} running; "
              f"{c.waiting} waiting",
              "  objectives: " + ", ".join(f"{o.metric} ({o.resolved_direction})"

@@ -31,6 +31,7 @@ from typing import Any, TextIO
 from mobilevit import SpecError
 from nas.budget import BudgetGate, Verdict, invalid_verdict
 from nas.config import StudyConfig, StudyError
+from nas.pruning import EpochReporter, make_pruner
 from nas.study import (
     PreparedStudy,
     make_evaluator,
@@ -48,6 +49,7 @@ class Counts:
     """Trials of a study by outcome."""
 
     ok: int = 0
+    pruned: int = 0
     failed: int = 0
     infeasible: int = 0
     interrupted: int = 0
@@ -56,8 +58,8 @@ class Counts:
 
     @property
     def evaluated(self) -> int:
-        """Trials that count towards ``trials``: trained, or failed while training."""
-        return self.ok + self.failed
+        """Trials that count towards ``trials``: trained (fully or until pruned), or failed."""
+        return self.ok + self.pruned + self.failed
 
 
 def count_trials(trials: list[Any]) -> Counts:
@@ -67,6 +69,8 @@ def count_trials(trials: list[Any]) -> Counts:
         state = t.state.name
         if state == "RUNNING":
             c.running += 1
+        elif state == "PRUNED":
+            c.pruned += 1
         elif state == "WAITING":
             c.waiting += 1
         else:
@@ -202,7 +206,8 @@ class Progress:
         if self.target and new > 0:
             eta = _duration(elapsed / new * max(0, self.target - done))
         total = f"/{self.target}" if self.target else ""
-        line = (f"trials {done}{total} | running {counts.running} | failed {counts.failed} | "
+        pruned = f"pruned {counts.pruned} | " if counts.pruned else ""
+        line = (f"trials {done}{total} | running {counts.running} | {pruned}failed {counts.failed} | "
                 f"infeasible {counts.infeasible} | Pareto {pareto}{best} | "
                 f"{_duration(elapsed)} elapsed, ETA {eta}")
         # On a terminal the line is redrawn; in a log, a line is written when something changed.
@@ -254,6 +259,19 @@ class _Driver:
         except KeyError:
             self.study = optuna.create_study(study_name=config.name, storage=storage,
                                              directions=config.directions)
+        self.shadow = None
+        pruner = make_pruner(config.pruner, getattr(config.evaluator, "epochs", 1))
+        if pruner is not None:
+            name = f"{config.name}.accuracy"
+            try:
+                self.shadow = optuna.load_study(study_name=name, storage=storage, pruner=pruner)
+            except KeyError:
+                self.shadow = optuna.create_study(study_name=name, storage=storage,
+                                                  direction="maximize", pruner=pruner)
+        self.storage_address = (config.storage or
+                                f"journal:{self.run_dir / 'journal.log'}")
+        self.evaluator_key = hashlib.sha256(config.evaluator.model_dump_json().encode()
+                                            ).hexdigest()[:8]
         existing = self.study.get_trials(deepcopy=False)
         # Re-seed per session so a resumed study does not replay its first samples (an Optuna
         # pitfall); the first session uses the study seed itself.
@@ -264,6 +282,7 @@ class _Driver:
             if t.state.name == "COMPLETE" and t.user_attrs.get("status") == "ok":
                 self.results_by_spec.setdefault(t.user_attrs["spec_id"], _result_attrs(t))
         self.running: dict[Any, tuple[Any, Any, Verdict]] = {}  # task -> trial, spec, verdict
+        self.shadow_trials: dict[int, Any] = {}  # trial number -> its shadow trial
         # Trials whose network is being evaluated for another trial right now, by spec id.
         self.inflight: dict[str, Any] = {}
         self.attached: dict[str, list[tuple[Any, Verdict]]] = {}
@@ -279,9 +298,14 @@ class _Driver:
         """Fail the trials a killed session left RUNNING and queue their parameters again."""
         import optuna
 
-        stale = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        running = (optuna.trial.TrialState.RUNNING,)
+        stale = self.study.get_trials(deepcopy=False, states=running)
         for t in stale:
             self.requeue(t.number, t.params, t.user_attrs)
+        if self.shadow is not None:
+            for t in self.shadow.get_trials(deepcopy=False, states=running):
+                self.shadow.tell(t.number, state=optuna.trial.TrialState.FAIL,
+                                 skip_if_finished=True)
         return len(stale)
 
     def requeue(self, number: int, params: dict[str, Any], attrs: dict[str, Any],
@@ -344,7 +368,13 @@ class _Driver:
         trial.set_user_attr("status", "failed")
         trial.set_user_attr("fail_reason", reason)
         self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        self._end_shadow(trial.number, optuna.trial.TrialState.FAIL)
         self.new_trials += 1
+
+    def _end_shadow(self, number: int, state: Any, value: float | None = None) -> None:
+        shadow_trial = self.shadow_trials.pop(number, None)
+        if shadow_trial is not None:
+            self.shadow.tell(shadow_trial, value, state=state)  # type: ignore[union-attr]
 
     def tell_ok(self, trial: Any, verdict: Verdict, attrs: dict[str, Any]) -> None:
         for key, value in verdict.constraints.items():
@@ -384,6 +414,14 @@ class _Driver:
             self.attached.setdefault(spec.spec_id, []).append((trial, verdict))
             return True
         latency_spec = spec.replace(num_classes=self.config.budget.count_classes)
+        reporter = None
+        if self.shadow is not None:
+            shadow_trial = self.shadow.ask()
+            self.shadow_trials[trial.number] = shadow_trial
+            # Optuna has no public accessor for a trial's storage id, which Trial() needs.
+            reporter = EpochReporter(self.shadow.study_name, self.storage_address,
+                                     shadow_trial._trial_id, self.config.pruner,
+                                     getattr(self.config.evaluator, "epochs", 1))
         task = TrialTask(
             number=trial.number, spec_json=spec.to_json(),
             latency_spec_json=latency_spec.to_json(), seed=trial_seed(self.config, spec.spec_id),
@@ -391,7 +429,9 @@ class _Driver:
             latency_cache=getattr(self.config.latency, "cache", None),
             max_latency_ms=self.config.budget.max_latency_ms,
             threads=max(1, int(self.config.workers.cpus_per_trial)),
-            device="cuda" if self.config.workers.gpus_per_trial > 0 else "cpu")
+            device="cuda" if self.config.workers.gpus_per_trial > 0 else "cpu",
+            workdir=str(self.run_dir / "checkpoints" / f"{spec.spec_id}-{self.evaluator_key}"),
+            reporter=reporter)
         ref = remote.options(num_cpus=self.config.workers.cpus_per_trial,
                              num_gpus=self.config.workers.gpus_per_trial,
                              max_retries=0).remote(task)
@@ -447,6 +487,9 @@ class _Driver:
             self.tell_infeasible(trial, verdict, {"params": verdict.params, "macs": verdict.macs,
                                                   "latency_ms": latency_ms},
                                  "over budget: latency")
+            import optuna
+
+            self._end_shadow(trial.number, optuna.trial.TrialState.FAIL)
             return
         folder = self.run_dir / "trials" / str(trial.number)
         if out["artifacts"]:
@@ -456,7 +499,18 @@ class _Driver:
         attrs = {"accuracy": out["eval"]["accuracy"], "curve": out["eval"]["curve"],
                  "eval": out["eval"]["provenance"], "latency_ms": latency_ms,
                  "latency": _without_samples(latency), "wall_time_s": round(out["wall_time_s"], 2)}
+        import optuna
+
+        if out["status"] == "pruned":
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
+            trial.set_user_attr("status", "pruned")
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            self._end_shadow(trial.number, optuna.trial.TrialState.PRUNED)
+            self.new_trials += 1
+            return
         self.tell_ok(trial, verdict, attrs)
+        self._end_shadow(trial.number, optuna.trial.TrialState.COMPLETE, attrs["accuracy"])
         self.results_by_spec.setdefault(spec.spec_id, {**attrs, "trial": trial.number})
 
 
@@ -590,8 +644,11 @@ def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: in
         for ref, (trial, _, _) in list(driver.running.items()):
             ray.cancel(ref, force=True)
             waiting.append(trial)
+        import optuna
+
         for trial in waiting:
             driver.requeue(trial.number, trial.params, trial.user_attrs, trial)
+            driver._end_shadow(trial.number, optuna.trial.TrialState.FAIL)
         driver.running.clear()
         progress.close()
         progress.say("interrupted: running trials were re-queued; run the same command to "

@@ -44,22 +44,33 @@ class PreparedStudy:
     fixed: tuple[FixedTrial, ...]
     warnings: tuple[str, ...] = ()
 
-    @property
-    def num_classes(self) -> int:
-        return make_evaluator(self.config).num_classes
-
 
 def make_evaluator(config: StudyConfig) -> Any:
     """The evaluator a study's ``evaluator`` section describes."""
     ev = config.evaluator
-    fields = ev.model_dump(exclude={"kind"})
     if ev.kind == "dummy":
         from nas.evaluators.dummy import DummyEvaluator
 
-        return DummyEvaluator(**fields)
-    from nas.evaluators.proxy import ProxyTrainEvaluator
+        return DummyEvaluator(**ev.model_dump(exclude={"kind"}))
+    if ev.kind == "zero_cost":
+        from nas.evaluators.zero_cost import ZeroCostEvaluator
 
-    return ProxyTrainEvaluator(**fields)
+        return ZeroCostEvaluator(ev)
+    from nas.evaluators.train import TrainEvaluator
+
+    if ev.kind == "proxy_train":
+        return TrainEvaluator(ev.as_train(), name="proxy_train")
+    return TrainEvaluator(ev)
+
+
+def evaluator_classes(config: StudyConfig, source: str) -> int:
+    """The dataset's number of classes; dataset problems are errors naming the study file."""
+    from nas.data import DataError
+
+    try:
+        return make_evaluator(config).num_classes
+    except DataError as exc:
+        raise StudyError(f"{source}: evaluator.dataset: {exc}") from None
 
 
 def make_latency_oracle(config: StudyConfig, device: str = "cpu") -> Any:
@@ -82,7 +93,7 @@ def prepare(config: StudyConfig, source: str, *, base_dir: Path | None = None,
         base_dir: folder that relative spec files in ``fixed_trials`` are resolved against.
         run_dir: the run folder (default: ``output`` or ``runs/<name>``).
     """
-    num_classes = make_evaluator(config).num_classes
+    num_classes = evaluator_classes(config, source)
     resolution = config.budget.resolution
     try:
         space = MobileViTSpace(config.space, num_classes=num_classes, resolution=resolution)

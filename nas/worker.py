@@ -7,6 +7,7 @@ workers on other machines need no shared file system.
 from __future__ import annotations
 
 import math
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ class TrialTask:
     max_latency_ms: float | None
     threads: int
     device: str
+    workdir: str | None = None  # persistent: a re-queued trial resumes from its checkpoint
+    reporter: Any | None = None  # EpochReporter for early stopping
 
 
 def execute(task: TrialTask) -> dict[str, Any]:
@@ -51,11 +54,16 @@ def execute(task: TrialTask) -> dict[str, Any]:
             return out
     spec = ArchSpec.from_json(task.spec_json)
     with tempfile.TemporaryDirectory(prefix=f"trial{task.number}_") as tmp:
-        ev = task.evaluator.evaluate(spec, seed=task.seed, workdir=Path(tmp),
-                                     threads=task.threads, device=task.device)
+        workdir = Path(task.workdir) if task.workdir else Path(tmp)
+        ev = task.evaluator.evaluate(spec, seed=task.seed, workdir=workdir, threads=task.threads,
+                                     device=task.device, on_epoch=task.reporter)
         out["artifacts"] = {name: Path(path).read_bytes() for name, path in ev.artifacts.items()}
+        if task.workdir:  # the result is in hand: the checkpoint is no longer needed
+            shutil.rmtree(workdir, ignore_errors=True)
     if not math.isfinite(ev.accuracy):
         raise EvaluationError(f"accuracy is {ev.accuracy}")
+    if ev.provenance.get("stopped_early"):
+        out["status"] = "pruned"
     out["eval"] = {"accuracy": ev.accuracy, "curve": list(ev.curve),
                    "provenance": ev.provenance}
     out["wall_time_s"] = time.perf_counter() - start

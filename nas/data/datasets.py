@@ -204,28 +204,28 @@ def download_cifar(name: str, root: str | Path, *, url: str | None = None) -> Pa
 
 
 class ProceduralSource:
-    """The procedural dataset (nas.evaluators.procedural), rendered on demand."""
+    """The procedural dataset (nas.evaluators.procedural), rendered once per process."""
 
     def __init__(self, count: int, resolution: int, split: str = "train", *, seed: int = 0,
-                 classes: int | None = None) -> None:
+                 classes: int | list[str] | None = None) -> None:
         from nas.evaluators import procedural
 
-        self._procedural = procedural
-        self.count, self.resolution, self.seed = count, resolution, seed
-        self.start = 0 if split == "train" else 10_000_000
         names = [f"{shape}-{texture}" for shape in procedural.SHAPES
                  for texture in procedural.TEXTURES]
-        if classes is not None and classes != len(names):
-            raise DataError(f"procedural dataset: classes={classes}; it has {len(names)}")
+        if classes is not None and classes != len(names) and classes != names:
+            raise DataError(f"procedural dataset: classes={classes}; it has these {len(names)}")
         self.classes = names
+        self.split, self.start = split, 0 if split == "train" else 10_000_000
+        self.images, labels = procedural.dataset(seed, count, resolution,
+                                                 "train" if split == "train" else "val")
+        self.labels = labels.tolist()
 
     def __len__(self) -> int:
-        return self.count
+        return len(self.labels)
 
     def item(self, index: int, draft: int | None = None) -> tuple[Image.Image, int]:
-        images, labels = self._procedural.generate(self.seed, self.start + index, 1,
-                                                   self.resolution)
-        return Image.fromarray(images[0].permute(1, 2, 0).numpy()), int(labels[0])
+        image = self.images[index].permute(1, 2, 0).numpy()  # [H, W, 3] uint8
+        return Image.fromarray(image), self.labels[index]
 
     def describe(self, index: int) -> str:
         return f"procedural image {self.start + index}"

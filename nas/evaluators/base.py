@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,8 +20,9 @@ class EvalResult:
     """An evaluator's verdict on one candidate.
 
     Attributes:
-        accuracy: top-1 on the validation split, in percent.
-        curve: validation top-1 (%) after each epoch.
+        accuracy: the score the study maximises: top-1 on the validation split (%) for training
+            evaluators, the proxy's score for zero-cost ones (``provenance["metric"]`` says).
+        curve: the score after each epoch.
         provenance: what produced the number: evaluator, dataset, epochs, resolution, seed,
             images seen, wall time (s).
         artifacts: files written (name -> path), e.g. the trained weights.
@@ -38,11 +40,13 @@ class Evaluator(Protocol):
     name: str
 
     def evaluate(self, spec: ArchSpec, *, seed: int, workdir: Path, threads: int,
-                 device: str) -> EvalResult:
+                 device: str, on_epoch: Callable[[int, float], bool] | None = None) -> EvalResult:
         """Train/score ``spec`` (its ``num_classes`` is the dataset's) and return the result.
 
-        ``workdir`` is this trial's own folder; ``threads`` the CPU threads it may use; ``device``
-        "cpu" or "cuda". Raises EvaluationError for a candidate-specific failure.
+        ``workdir`` is this trial's own folder (a checkpoint there is resumed); ``threads`` the
+        CPU threads it may use; ``device`` "cpu" or "cuda"; ``on_epoch(epoch, accuracy)``
+        returning False stops training early (``provenance["stopped_early"]``). Raises
+        EvaluationError for a candidate-specific failure.
         """
         ...
 

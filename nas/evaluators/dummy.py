@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,7 @@ class DummyEvaluator:
         return self.classes
 
     def evaluate(self, spec: ArchSpec, *, seed: int, workdir: Path, threads: int,
-                 device: str) -> EvalResult:
+                 device: str, on_epoch: Callable[[int, float], bool] | None = None) -> EvalResult:
         start = time.perf_counter()
         if self.record:
             with open(self.record, "a") as f:

@@ -8,7 +8,7 @@ from nas.config import DummyConfig, ProxyTrainConfig
 from nas.evaluators import procedural
 from nas.evaluators.base import EvaluationError
 from nas.evaluators.dummy import DummyEvaluator
-from nas.evaluators.proxy import ProxyTrainEvaluator
+from nas.evaluators.train import TrainEvaluator
 
 TINY = get_fixed_point("mobilevitv3_xxs_l2").spec.replace(num_classes=10)
 
@@ -32,9 +32,9 @@ def test_procedural_labels_cover_every_class_and_splits_differ():
 
 
 def _proxy(**changes):
-    fields = {**ProxyTrainConfig(kind="proxy_train").model_dump(exclude={"kind"}),
-              "train_images": 64, "val_images": 32, "epochs": 2, "batch_size": 16, **changes}
-    return ProxyTrainEvaluator(**fields)
+    config = ProxyTrainConfig(kind="proxy_train", **{
+        "train_images": 64, "val_images": 32, "epochs": 2, "batch_size": 16, **changes})
+    return TrainEvaluator(config.as_train(), name="proxy_train")
 
 
 def test_proxy_training_is_seeded_and_saves_its_weights(tmp_path):
@@ -44,6 +44,7 @@ def test_proxy_training_is_seeded_and_saves_its_weights(tmp_path):
     assert first.accuracy == again.accuracy and first.curve == again.curve
     assert len(first.curve) == 2 and 0 <= first.accuracy <= 100
     assert first.provenance["dataset"] == "procedural" and first.provenance["epochs"] == 2
+    assert first.provenance["train_images"] == 64 and first.provenance["classes"] == 10
     state = torch.load(first.artifacts["weights"], weights_only=True)
     assert state["classifier.weight"].shape == (10, 512)
 
@@ -59,21 +60,21 @@ def test_proxy_training_lowers_the_loss(tmp_path):
         losses.append(loss.item())
         return loss
 
-    import nas.evaluators.proxy as proxy
+    import nas.train
 
-    original = proxy.F.cross_entropy
-    proxy.F.cross_entropy = spy
+    original = nas.train.F.cross_entropy
+    nas.train.F.cross_entropy = spy
     try:
         evaluator.evaluate(TINY, seed=0, workdir=tmp_path, threads=1, device="cpu")
     finally:
-        proxy.F.cross_entropy = original
+        nas.train.F.cross_entropy = original
     assert sum(losses[:4]) / 4 > 2.0 and sum(losses[-4:]) / 4 < 1.6
 
 
 def test_nan_loss_stops_the_trial_with_its_reason(tmp_path, monkeypatch):
-    import nas.evaluators.proxy as proxy
+    import nas.train
 
-    monkeypatch.setattr(proxy.F, "cross_entropy", lambda *a, **k: torch.tensor(math.nan))
+    monkeypatch.setattr(nas.train.F, "cross_entropy", lambda *a, **k: torch.tensor(math.nan))
     with pytest.raises(EvaluationError, match=r"^loss is nan at step 0$"):
         _proxy().evaluate(TINY, seed=0, workdir=tmp_path, threads=1, device="cpu")
 

@@ -1,0 +1,73 @@
+"""Early stopping of trials by accuracy, with Optuna's pruners, in multi-objective studies.
+
+Optuna's ``Trial.report`` only exists for single-objective studies, and its pruners (successive
+halving, Hyperband, median) read a study's intermediate values. So the runner keeps a shadow
+single-objective study, ``<name>.accuracy``, in the same storage: every trial that trains gets a
+shadow trial; after each epoch the worker reports the validation accuracy there and asks the
+configured pruner whether to go on. The shadow trial ends with the trial (complete or pruned).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from nas.config import PrunerConfig
+
+
+def make_pruner(config: PrunerConfig, max_epochs: int) -> Any:
+    """The Optuna pruner a ``pruner`` section describes (None for ``none``)."""
+    import optuna
+
+    if config.kind == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=config.min_epochs,
+                                                      reduction_factor=config.reduction_factor)
+    if config.kind == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=config.min_epochs,
+                                              max_resource=max_epochs,
+                                              reduction_factor=config.reduction_factor)
+    if config.kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5,
+                                           n_warmup_steps=config.min_epochs - 1)
+    return None
+
+
+def storage_from_address(address: str) -> Any:
+    """An Optuna storage from ``journal:<file>`` or a database URL."""
+    import optuna
+
+    if address.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(address.removeprefix("journal:")))
+    return optuna.storages.RDBStorage(address)
+
+
+@lru_cache(maxsize=4)
+def _shadow(study_name: str, address: str, pruner: PrunerConfig, max_epochs: int) -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=study_name, storage=storage_from_address(address),
+                             pruner=make_pruner(pruner, max_epochs))
+
+
+@dataclass(frozen=True)
+class EpochReporter:
+    """Sent to a worker: reports each epoch's accuracy to the shadow trial and says whether to
+    continue (False when the pruner stops the trial)."""
+
+    study_name: str
+    address: str
+    trial_id: int
+    pruner: PrunerConfig
+    max_epochs: int
+
+    def __call__(self, epoch: int, accuracy: float) -> bool:
+        import optuna
+
+        study = _shadow(self.study_name, self.address, self.pruner, self.max_epochs)
+        trial = optuna.trial.Trial(study, self.trial_id)
+        trial.report(accuracy, epoch + 1)
+        return not trial.should_prune()
