@@ -58,13 +58,15 @@ class RecipeConfig(_Model):
     """The training recipe (defaults: the MobileViT v1 paper's, reference section 5.1).
 
     Learning rate: linear warm-up per iteration from ``warmup_init_lr`` to ``lr`` over
-    ``warmup_iters``, then cosine to ``min_lr`` indexed by epoch and not shifted by the warm-up,
-    as cvnets does. The v2 recipe: lr 0.002 (width 2.0; scaled per width), min_lr 0.0002,
+    ``warmup_iters``, then cosine to ``min_lr``, indexed by epoch and not shifted by the warm-up
+    as cvnets does (``cosine_per: epoch``), or by step after the warm-up (``step``, smoother for
+    runs of a few epochs). The v2 recipe: lr 0.002 (width 2.0; scaled per width), min_lr 0.0002,
     warmup_iters 20000 from 1e-6, weight_decay 0.05, no_decay_norm_bias true, grad_clip 10.
     """
 
     lr: float = Field(2e-3, gt=0)
     min_lr: float = Field(2e-4, ge=0)
+    cosine_per: Literal["epoch", "step"] = "epoch"  # cvnets: epoch; short runs: step
     warmup_iters: int = Field(3000, ge=0)
     warmup_init_lr: float = Field(2e-4, ge=0)
     weight_decay: float = Field(0.01, ge=0)
@@ -123,6 +125,7 @@ class TrainConfig(_Model):
     batch_size: int = Field(128, gt=0)
     multiscale: MultiScaleConfig | None = None
     crop_scale: tuple[float, float] = (0.08, 1.0)
+    eval_resize: float = Field(288 / 256, ge=1.0)  # short side / crop for evaluation
     recipe: RecipeConfig = RecipeConfig()
     loader_workers: int = Field(2, ge=0)
     save_weights: bool = True
@@ -153,13 +156,13 @@ class ProxyTrainConfig(_Model):
         steps = -(-self.train_images // self.batch_size) * self.epochs
         return TrainConfig(
             kind="train", epochs=self.epochs, resolution=self.resolution,
-            batch_size=self.batch_size, crop_scale=(1.0, 1.0), loader_workers=0,
+            batch_size=self.batch_size, crop_scale=(1.0, 1.0), eval_resize=1.0, loader_workers=0,
             save_weights=self.save_weights,
             dataset=DatasetConfig(kind="procedural", train_images=self.train_images,
                                   val_images=self.val_images, image_size=self.resolution,
                                   seed=self.data_seed),
-            recipe=RecipeConfig(lr=self.lr, min_lr=0.0, warmup_iters=int(self.warmup_fraction
-                                                                         * steps),
+            recipe=RecipeConfig(lr=self.lr, min_lr=0.0, cosine_per="step",
+                                warmup_iters=int(self.warmup_fraction * steps),
                                 warmup_init_lr=0.0, weight_decay=self.weight_decay,
                                 label_smoothing=self.label_smoothing, ema_momentum=None))
 

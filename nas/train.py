@@ -26,13 +26,19 @@ from nas.config import RecipeConfig
 from nas.evaluators.base import EvaluationError
 
 
-def learning_rate(recipe: RecipeConfig, step: int, epoch: int, epochs: int) -> float:
-    """Learning rate at optimiser step ``step`` (warm-up) of epoch ``epoch`` (cosine)."""
+def learning_rate(recipe: RecipeConfig, step: int, epoch: int, epochs: int,
+                  total_steps: int | None = None) -> float:
+    """Learning rate at optimiser step ``step`` of epoch ``epoch`` (of ``epochs``; the run has
+    about ``total_steps`` steps, needed when the cosine is indexed by step)."""
     if step < recipe.warmup_iters:
         return recipe.warmup_init_lr + (recipe.lr - recipe.warmup_init_lr) * step / \
             recipe.warmup_iters
-    return recipe.min_lr + 0.5 * (recipe.lr - recipe.min_lr) * (1 + math.cos(math.pi * epoch
-                                                                             / epochs))
+    if recipe.cosine_per == "step" and total_steps:
+        progress = min(1.0, (step - recipe.warmup_iters) / max(1, total_steps
+                                                                 - recipe.warmup_iters))
+    else:
+        progress = epoch / epochs
+    return recipe.min_lr + 0.5 * (recipe.lr - recipe.min_lr) * (1 + math.cos(math.pi * progress))
 
 
 def param_groups(model: nn.Module, weight_decay: float,
@@ -150,11 +156,12 @@ def train(model: nn.Module, recipe: RecipeConfig, epochs: int, train_loader: Any
         first_epoch, step, images, curve = (state["epoch"], state["step"], state["images"],
                                             state["curve"])
     stopped = False
+    total_steps = epochs * len(train_loader.batch_sampler)
     for epoch in range(first_epoch, epochs):
         train_loader.batch_sampler.set_epoch(epoch)
         model.train()
         for batch, labels in train_loader:
-            lr = learning_rate(recipe, step, epoch, epochs)
+            lr = learning_rate(recipe, step, epoch, epochs, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x = _prepare(batch, device, channels_last)

@@ -15,6 +15,7 @@ from mobilevit import ArchSpec, MobileViT
 from nas.config import DatasetConfig, TrainConfig
 from nas.data import (
     CifarSource,
+    DataError,
     FolderSource,
     ImageDataset,
     MultiScaleSampler,
@@ -40,6 +41,8 @@ def make_sources(config: DatasetConfig) -> tuple[Any, Any]:
                                  classes=config.classes))
     if kind == "folder":
         root = Path(config.path)  # type: ignore[arg-type]
+        if not root.is_dir():
+            raise DataError(f"dataset path {root}: no such folder")
         train_src = FolderSource(root / config.train_split, classes=config.classes,
                                  per_class=config.images_per_class, seed=config.seed)
         val_src = FolderSource(root / config.val_split, classes=train_src.classes,
@@ -91,14 +94,16 @@ class TrainEvaluator:
         val_sampler = SingleScaleSampler(len(val_src), cfg.resolution, cfg.batch_size,
                                          shuffle=False)
         val_sampler.set_epoch(-1)  # the evaluation transform
-        train_set = ImageDataset(train_src, seed=seed, scale=cfg.crop_scale)
+        train_set = ImageDataset(train_src, seed=seed, scale=cfg.crop_scale,
+                                 eval_resize_ratio=cfg.eval_resize)
         workers = cfg.loader_workers
         loader_options: dict[str, Any] = dict(num_workers=workers, collate_fn=collate,
                                               pin_memory=device == "cuda",
                                               persistent_workers=workers > 0)
         train_loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler,
                                                    **loader_options)
-        val_loader = torch.utils.data.DataLoader(ImageDataset(val_src, seed=seed),
+        val_loader = torch.utils.data.DataLoader(ImageDataset(val_src, seed=seed,
+                                                              eval_resize_ratio=cfg.eval_resize),
                                                  batch_sampler=val_sampler, **loader_options)
         workdir.mkdir(parents=True, exist_ok=True)
         checkpoint = workdir / "checkpoint.pt"

@@ -93,3 +93,74 @@ def test_dummy_evaluator_is_deterministic_and_injects_faults(tmp_path):
         faulty.evaluate(TINY, seed=0, workdir=tmp_path, threads=1, device="cpu")
     nan = DummyEvaluator(seconds=0, classes=10, faults={TINY.spec_id: "nan"})
     assert math.isnan(nan.evaluate(TINY, seed=0, workdir=tmp_path, threads=1, device="cpu").accuracy)
+
+
+@pytest.mark.parametrize("proxy", ["synflow", "naswot", "grad_norm", "params", "macs"])
+def test_zero_cost_proxies_are_finite_and_seeded(tmp_path, proxy):
+    from nas.config import ZeroCostConfig
+    from nas.evaluators.zero_cost import ZeroCostEvaluator
+
+    evaluator = ZeroCostEvaluator(ZeroCostConfig(kind="zero_cost", proxy=proxy, batch_size=8,
+                                                 resolution=32))
+    a = evaluator.evaluate(TINY, seed=1, workdir=tmp_path, threads=1, device="cpu")
+    b = evaluator.evaluate(TINY, seed=1, workdir=tmp_path, threads=1, device="cpu")
+    assert math.isfinite(a.accuracy) and a.accuracy == pytest.approx(b.accuracy, rel=1e-6)
+    assert a.provenance["metric"] == proxy
+    if proxy == "params":
+        assert a.accuracy == pytest.approx(math.log10(1_145_288 - 513_000 + 5_130))
+
+
+def test_naswot_kernel_counts_agreeing_units():
+    from nas.evaluators.zero_cost import naswot
+
+    class Two(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.act = torch.nn.ReLU()
+
+        def forward(self, x):
+            return self.act(x)
+
+    # Codes [1, 0] and [0, 1]: they agree on no unit, each agrees with itself on 2: K = 2 I.
+    assert naswot(Two(), torch.tensor([[1.0, -1.0], [-1.0, 1.0]])) == pytest.approx(math.log(4))
+
+
+def _folder_dataset(root, classes=3, per_class=6):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.new("RGB", (40, 36), (80 * c, 20 * i, 60)).save(folder / f"{i}.png")
+
+
+def test_train_evaluator_on_a_folder_dataset_with_the_multiscale_sampler(tmp_path):
+    from nas.config import DatasetConfig, MultiScaleConfig, RecipeConfig, TrainConfig
+
+    _folder_dataset(tmp_path / "data")
+    config = TrainConfig(kind="train", epochs=2, resolution=32, batch_size=6,
+                         dataset=DatasetConfig(kind="folder", path=str(tmp_path / "data")),
+                         multiscale=MultiScaleConfig(rule="v0.1"), loader_workers=1,
+                         recipe=RecipeConfig(warmup_iters=2))
+    evaluator = TrainEvaluator(config)
+    assert evaluator.num_classes == 3
+    spec = TINY.replace(num_classes=3)
+    result = evaluator.evaluate(spec, seed=0, workdir=tmp_path / "work", threads=1, device="cpu")
+    assert len(result.curve) == 2 and result.provenance["multiscale"] == "v0.1"
+    assert result.provenance["train_images"] == 18 and result.provenance["ema"]
+    assert (tmp_path / "work" / "weights.pt").exists()
+
+
+def test_dataset_problems_are_errors_before_training(tmp_path):
+    from nas.config import StudyError, parse_study
+    from nas.study import prepare
+
+    data = {"name": "t", "trials": 2, "evaluator": {
+        "kind": "train", "epochs": 1, "dataset": {"kind": "folder", "path": str(tmp_path / "no")}}}
+    with pytest.raises(StudyError, match=r"^s.yaml: evaluator.dataset: dataset path .*no: no such folder$"):
+        prepare(parse_study(data, "s.yaml"), "s.yaml")
+    missing = {**data, "evaluator": {"kind": "train", "epochs": 1, "dataset": {"kind": "cifar10"}}}
+    with pytest.raises(StudyError, match="dataset kind cifar10 needs a path"):
+        parse_study(missing, "s.yaml")

@@ -26,7 +26,8 @@ SMOKE = ROOT / "studies" / "smoke.yaml"
 def _study(tmp_path, **changes):
     data = yaml.safe_load(SMOKE.read_text())
     for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
+        if (isinstance(value, dict) and isinstance(data.get(key), dict)
+                and value.get("kind", data[key].get("kind")) == data[key].get("kind")):
             data[key] = {**data[key], **value}
         else:
             data[key] = value
@@ -169,3 +170,29 @@ def test_a_study_killed_with_sigkill_resumes_without_losing_or_repeating(tmp_pat
     assert sorted(requeued) == sorted(interrupted)
     sessions = (run_dir / "sessions.jsonl").read_text().splitlines()
     assert len(sessions) == 2 and json.loads(sessions[1])["existing_trials"] > 0
+
+
+def test_early_stopping_prunes_lagging_trainings(tmp_path):
+    prepared = _study(
+        tmp_path, trials=8, fixed_trials=[], budget={"max_params": 2_000_000},
+        evaluator={"kind": "proxy_train", "train_images": 48, "val_images": 48, "resolution": 32,
+                   "epochs": 4, "batch_size": 16},
+        pruner={"kind": "successive_halving", "min_epochs": 1, "reduction_factor": 2})
+    summary = run_study(prepared, stream=None)
+    assert summary.finished and summary.counts.evaluated == 8
+    assert summary.counts.pruned >= 1 and summary.counts.ok >= 1
+    study, _ = open_run(tmp_path / "run")
+    for t in study.trials:
+        status = t.user_attrs.get("status")
+        if status == "pruned":
+            assert t.state == optuna.trial.TrialState.PRUNED and len(t.user_attrs["curve"]) < 4
+            assert t.user_attrs["eval"]["stopped_early"]
+        elif status == "ok" and "duplicate_of" not in t.user_attrs:
+            assert len(t.user_attrs["curve"]) == 4
+    shadow = optuna.load_study(study_name="smoke.accuracy",
+                               storage=optuna.storages.JournalStorage(
+                                   optuna.storages.journal.JournalFileBackend(
+                                       str(tmp_path / "run" / "journal.log"))))
+    states = [t.state.name for t in shadow.trials]
+    assert "RUNNING" not in states and states.count("PRUNED") == summary.counts.pruned
+    assert not list((tmp_path / "run" / "checkpoints").glob("*/checkpoint.pt"))  # cleaned up

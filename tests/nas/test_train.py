@@ -113,3 +113,12 @@ def test_early_stop_and_nan():
     bad = RECIPE.model_copy(update={"lr": 1e30, "warmup_iters": 0})
     with pytest.raises(EvaluationError, match=r"^loss is (nan|inf) at step \d+$"):
         train(_model(), bad, 3, *_loaders())
+
+
+def test_step_indexed_cosine_for_short_runs():
+    short = RecipeConfig(lr=1e-3, min_lr=0.0, warmup_iters=10, warmup_init_lr=0.0,
+                         cosine_per="step")
+    assert learning_rate(short, 5, 0, 3, total_steps=110) == pytest.approx(5e-4)
+    assert learning_rate(short, 10, 0, 3, total_steps=110) == pytest.approx(1e-3)
+    assert learning_rate(short, 60, 1, 3, total_steps=110) == pytest.approx(5e-4)  # half-way
+    assert learning_rate(short, 110, 2, 3, total_steps=110) == pytest.approx(0.0)
