@@ -56,13 +56,18 @@ def _shadow(study_name: str, address: str, pruner: PrunerConfig, max_epochs: int
 @dataclass(frozen=True)
 class EpochReporter:
     """Sent to a worker: reports each epoch's accuracy to the shadow trial and says whether to
-    continue (False when the pruner stops the trial)."""
+    continue (False when the pruner stops the trial).
+
+    A fixed trial (a published design) is reported but never stopped: its full curve is the
+    reference the searched candidates are pruned against, and its final accuracy is what the
+    study compares them with."""
 
     study_name: str
     address: str
     trial_id: int
     pruner: PrunerConfig
     max_epochs: int
+    prunable: bool = True
 
     def __call__(self, epoch: int, accuracy: float) -> bool:
         import optuna
@@ -70,4 +75,4 @@ class EpochReporter:
         study = _shadow(self.study_name, self.address, self.pruner, self.max_epochs)
         trial = optuna.trial.Trial(study, self.trial_id)
         trial.report(accuracy, epoch + 1)
-        return not trial.should_prune()
+        return not (self.prunable and trial.should_prune())

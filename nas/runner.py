@@ -421,7 +421,8 @@ class _Driver:
             # Optuna has no public accessor for a trial's storage id, which Trial() needs.
             reporter = EpochReporter(self.shadow.study_name, self.storage_address,
                                      shadow_trial._trial_id, self.config.pruner,
-                                     getattr(self.config.evaluator, "epochs", 1))
+                                     getattr(self.config.evaluator, "epochs", 1),
+                                     prunable="fixed_point" not in trial.user_attrs)
         task = TrialTask(
             number=trial.number, spec_json=spec.to_json(),
             latency_spec_json=latency_spec.to_json(), seed=trial_seed(self.config, spec.spec_id),

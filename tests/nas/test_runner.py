@@ -196,3 +196,34 @@ def test_early_stopping_prunes_lagging_trainings(tmp_path):
     states = [t.state.name for t in shadow.trials]
     assert "RUNNING" not in states and states.count("PRUNED") == summary.counts.pruned
     assert not list((tmp_path / "run" / "checkpoints").glob("*/checkpoint.pt"))  # cleaned up
+
+
+@pytest.mark.slow
+def test_a_training_killed_mid_trial_resumes_from_its_checkpoint(tmp_path):
+    data = yaml.safe_load(SMOKE.read_text())
+    data.update(trials=1, fixed_trials=["mobilevit_xxs"], workers={"concurrent": 1},
+                evaluator={"kind": "proxy_train", "train_images": 160, "val_images": 32,
+                           "resolution": 32, "epochs": 6, "batch_size": 16})
+    study_file = tmp_path / "kill.yaml"
+    study_file.write_text(yaml.safe_dump(data))
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "nas.cli", "run", str(study_file), "--output", str(run_dir),
+               "--quiet"]
+    proc = subprocess.Popen(command, cwd=tmp_path, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not list(run_dir.glob("checkpoints/*/checkpoint.pt")):
+        assert proc.poll() is None, "the study ended before its first epoch was checkpointed"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Ray workers, mid-training
+    proc.wait()
+    assert list(run_dir.glob("checkpoints/*/checkpoint.pt"))
+
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    trials = _snapshot(run_dir)
+    done = [t for t in trials if t.user_attrs.get("status") == "ok"]
+    assert len(done) == 1 and done[0].user_attrs["requeued_from"] is not None
+    provenance = done[0].user_attrs["eval"]
+    assert provenance["resumed_from_epoch"] >= 1 and provenance["epochs_run"] == 6
+    assert len(done[0].user_attrs["curve"]) == 6
+    assert not list(run_dir.glob("checkpoints/*/checkpoint.pt"))  # removed once recorded
