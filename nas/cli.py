@@ -163,6 +163,76 @@ def cmd_space(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_latency(args: argparse.Namespace) -> int:
+    """Latency of a model from an oracle: predicted for an iPhone, measured by a latency agent,
+    or measured on this machine.
+
+    Results are cached by (spec id, resolution, backend, device, versions) in the latency cache
+    (~/.cache/mobilevit-nas/latency.sqlite, or $NAS_CACHE_DIR), shared with studies.
+    """
+    from mobilevit import resolve_spec
+    from nas.latency import LatencyCache, cached_latency, make_oracle
+
+    spec = resolve_spec(args.model)
+    oracle = make_oracle(args.backend, resolution=args.resolution or spec.resolution,
+                         calibration=args.calibration, agent=args.agent, token=args.token,
+                         threads=args.threads)
+    if args.no_cache:
+        result, hit = oracle.measure(spec), False
+    else:
+        result, hit = cached_latency(oracle, spec, LatencyCache(args.cache))
+    if args.json:
+        print(json.dumps({**result.to_dict(), "cached": hit, "spec_id": spec.spec_id}, indent=2))
+        return 0
+    what = "predicted" if result.runs == 0 else f"median of {result.runs} runs"
+    print(f"{args.model}: {result.median_ms:.3f} ms ({what}; trimmed mean "
+          f"{result.trimmed_mean_ms:.3f} ms, spread {result.spread:.1%})")
+    print(f"  backend {result.backend} | device {result.device} | compute units "
+          f"{result.compute_units} | resolution {result.resolution}"
+          f"{' | from the cache' if hit else ''}")
+    print("  versions " + ", ".join(f"{k} {v}" for k, v in sorted(result.versions.items())))
+    return 0
+
+
+def cmd_latency_calibrate(args: argparse.Namespace) -> int:
+    """Fit the latency predictor to measured latencies and report its leave-one-out error.
+
+    --published refits the shipped iPhone 12 calibration from the published rows;
+    --measurements FILE.csv fits measurements of a device (columns: model, latency_ms, and
+    optionally resolution and source), e.g. latencies the latency agent measured.
+    """
+    from nas.latency.calibrate import calibrate_command
+
+    return calibrate_command(args)
+
+
+def cmd_latency_agent(args: argparse.Namespace) -> int:
+    """Serve latency measurements over HTTP (run it on the Mac that has the device).
+
+    Loopback by default; any other --host needs a token (--token or $NAS_AGENT_TOKEN). The local
+    runner times PyTorch on this machine's CPU instead of CoreML, so the protocol can be tried
+    anywhere; its results are labelled as such.
+    """
+    import os
+
+    from nas.latency.agent import AgentServer, CoreMLRunner, LocalRunner
+
+    runner = LocalRunner(threads=args.threads) if args.runner == "local" else CoreMLRunner(
+        compute_units=args.compute_units, device="iphone" if args.iphone else None,
+        team_id=args.team_id)
+    server = AgentServer(runner, host=args.host, port=args.port,
+                         token=args.token or os.environ.get("NAS_AGENT_TOKEN"),
+                         max_upload_mb=args.max_upload_mb)
+    info = runner.info()
+    print(f"latency agent on http://{args.host}:{args.port} | {info['backend']} | "
+          f"{info['device']} | token {'required' if server.token else 'not required (loopback)'}",
+          flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.stop()
+    return 0
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``nas`` command."""
@@ -222,12 +292,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None, help="state-dict file to load before exporting")
     p.add_argument("--precision", choices=("float16", "float32"), default="float16",
                    help="CoreML compute precision")
+
+    p = add("latency", cmd_latency)
+    p.add_argument("model", help=MODEL_HELP + "; `nas latency calibrate --help` refits")
+    p.add_argument("--backend", choices=("predictor", "agent", "local"), default="predictor")
+    p.add_argument("--resolution", type=_positive_int, default=None,
+                   help="input size (default: the spec's)")
+    p.add_argument("--calibration", default=None,
+                   help="predictor calibration file (default: the shipped iPhone 12 one)")
+    p.add_argument("--agent", default=None, help="latency agent URL (--backend agent)")
+    p.add_argument("--token", default=None,
+                   help="latency agent token (default: $NAS_AGENT_TOKEN)")
+    p.add_argument("--threads", type=_positive_int, default=1, help="--backend local threads")
+    p.add_argument("--cache", default=None, help="latency cache file")
+    p.add_argument("--no-cache", action="store_true", help="measure even if cached; store nothing")
+    p.add_argument("--json", action="store_true")
+
+    p = add("latency-calibrate", cmd_latency_calibrate)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--published", action="store_true",
+                        help="the published iPhone 12 rows (the shipped calibration)")
+    source.add_argument("--measurements", default=None, help="a CSV of measured latencies")
+    p.add_argument("--device", default=None, help="device name (--measurements)")
+    p.add_argument("--compute-units", default="all")
+    p.add_argument("-o", "--output", required=True, help="calibration file to write (.json)")
+
+    p = add("latency-agent", cmd_latency_agent)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--token", default=None, help="required token (default: $NAS_AGENT_TOKEN)")
+    p.add_argument("--runner", choices=("coreml", "local"), default="coreml")
+    p.add_argument("--iphone", action="store_true",
+                   help="measure on the tethered iPhone (coremltools remote device)")
+    p.add_argument("--team-id", default=None, help="Apple developer Team ID (--iphone)")
+    p.add_argument("--compute-units", default="ALL",
+                   choices=("ALL", "CPU_AND_NE", "CPU_AND_GPU", "CPU_ONLY"))
+    p.add_argument("--threads", type=_positive_int, default=1, help="local runner threads")
+    p.add_argument("--max-upload-mb", type=float, default=200.0)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nas`` console script."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["latency", "calibrate"]:  # `nas latency calibrate` is its own command
+        argv = ["latency-calibrate", *argv[2:]]
     args = parser.parse_args(argv)
     from nas.errors import USER_ERRORS
     from nas.runtime import tune_cpu_allocator

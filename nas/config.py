@@ -212,13 +212,73 @@ class LocalLatencyConfig(_Model):
     cache: str | None = None  # sqlite file; default ~/.cache/mobilevit-nas/latency.sqlite
 
 
+class PredictorLatencyConfig(_Model):
+    """CoreML latency predicted from the converted program (nas.latency.predictor): the offline
+    iPhone oracle. ``calibration``: a file from ``nas latency calibrate`` (default: iPhone 12)."""
+
+    kind: Literal["predictor"]
+    resolution: int = Field(256, ge=32)
+    calibration: str | None = None
+    cache: str | None = None
+
+    @field_validator("calibration")
+    @classmethod
+    def _calibration(cls, value: str | None) -> str | None:
+        if value is not None:
+            from nas.latency.predictor import Calibration, CalibrationError
+
+            try:
+                Calibration.load(value)
+            except CalibrationError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+class AgentLatencyConfig(_Model):
+    """CoreML latency measured by a latency agent over HTTP (nas.latency.agent). The token is
+    read from the environment variable ``token_env`` (never stored in the study)."""
+
+    kind: Literal["agent"]
+    url: str
+    resolution: int = Field(256, ge=32)
+    token_env: str = "NAS_AGENT_TOKEN"
+    rounds: int = Field(5, gt=0)
+    iterations: int = Field(20, gt=0)
+    attempts: int = Field(4, gt=0)
+    backoff_s: float = Field(1.0, ge=0)
+    cache: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+
+class RayDeviceLatencyConfig(_Model):
+    """CoreML latency measured on the Ray node that has the custom resource ``resource`` (a Mac
+    with a tethered iPhone), one job at a time (nas.latency.agent.RayDeviceOracle)."""
+
+    kind: Literal["ray_device"]
+    resource: str = "iphone"
+    runner: Literal["coreml", "local"] = "coreml"
+    device: Literal["mac", "iphone"] = "iphone"
+    compute_units: Literal["ALL", "CPU_AND_NE", "CPU_AND_GPU", "CPU_ONLY"] = "ALL"
+    resolution: int = Field(256, ge=32)
+    rounds: int = Field(5, gt=0)
+    iterations: int = Field(20, gt=0)
+    cache: str | None = None
+
+
 class NoLatencyConfig(_Model):
     """No latency oracle (for single-objective studies on accuracy, params or MACs)."""
 
     kind: Literal["none"]
 
 
-LatencyConfig = Annotated[LocalLatencyConfig | NoLatencyConfig, Field(discriminator="kind")]
+LatencyConfig = Annotated[LocalLatencyConfig | PredictorLatencyConfig | AgentLatencyConfig
+                          | RayDeviceLatencyConfig | NoLatencyConfig, Field(discriminator="kind")]
 
 
 class SamplerConfig(_Model):

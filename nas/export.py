@@ -46,7 +46,10 @@ class ExportResult:
 def _quiet_converters() -> Iterator[None]:
     """Silence coremltools' import-time notices (no native runtime on Linux, untested torch
     version) and the converters' progress bars and banners; errors still raise."""
-    loggers = [logging.getLogger(n) for n in ("coremltools", "torch.onnx", "torch.export")]
+    # torch.__trace: when a root handler takes DEBUG (pytest, Ray workers), torch.export builds
+    # structured trace payloads for every graph, which makes a conversion 10x slower.
+    loggers = [logging.getLogger(n) for n in ("coremltools", "torch.onnx", "torch.export",
+                                              "torch.__trace")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)

@@ -78,6 +78,24 @@ def make_latency_oracle(config: StudyConfig, device: str = "cpu") -> Any:
     lat = config.latency
     if lat.kind == "none":
         return None
+    if lat.kind == "predictor":
+        from nas.latency.predictor import PredictorOracle
+
+        return PredictorOracle(resolution=lat.resolution, calibration=lat.calibration)
+    if lat.kind in ("agent", "ray_device"):
+        import os
+
+        from nas.latency.agent import AgentOracle, CoreMLRunner, LocalRunner, Protocol, RayDeviceOracle
+
+        protocol = Protocol(rounds=lat.rounds, iterations=lat.iterations)
+        if lat.kind == "agent":
+            return AgentOracle(lat.url, resolution=lat.resolution,
+                               token=os.environ.get(lat.token_env), protocol=protocol,
+                               attempts=lat.attempts, backoff_s=lat.backoff_s)
+        runner = LocalRunner() if lat.runner == "local" else CoreMLRunner(
+            compute_units=lat.compute_units, device="iphone" if lat.device == "iphone" else None)
+        return RayDeviceOracle(runner, resolution=lat.resolution, resource=lat.resource,
+                               protocol=protocol)
     from nas.latency import LocalLatencyOracle
 
     return LocalLatencyOracle(**lat.model_dump(exclude={"kind", "cache"}), device=device)

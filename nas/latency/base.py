@@ -28,7 +28,8 @@ class LatencyResult:
         compute_units: "cpu", "cuda", or CoreML's "all" / "cpuAndNeuralEngine" / ...
         versions: software versions the number depends on.
         resolution: square input size.
-        samples_ms: the timed runs themselves.
+        samples_ms: the timed runs themselves (none for a prediction).
+        details: what else the oracle reports (a predictor's terms, an agent's load time, ...).
     """
 
     median_ms: float
@@ -41,6 +42,7 @@ class LatencyResult:
     versions: dict[str, str]
     resolution: int
     samples_ms: tuple[float, ...] = field(default=())
+    details: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -153,6 +154,7 @@ def convert_to_mil(spec: ArchSpec, resolution: int) -> Any:
             minimum_deployment_target=ct.target.iOS16, pass_pipeline=pipeline)
 
 
+@lru_cache(maxsize=256)
 def spec_features(spec: ArchSpec, resolution: int) -> ProgramFeatures:
-    """Convert ``spec`` and count its program's features."""
+    """Convert ``spec`` and count its program's features (remembered per process)."""
     return program_features(convert_to_mil(spec, resolution))
