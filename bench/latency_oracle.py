@@ -1,11 +1,11 @@
 """What the latency predictor costs per candidate, and how well it fits the iPhone 12 rows.
 
-    python bench/latency_oracle.py [--candidates 8] [--refit] [--out bench/results/latency_oracle.json]
+    python bench/latency_oracle.py [--candidates 8] [--max-params 6e6] [--refit] [--out ...]
 
-1. Time per new candidate (networks sampled at random from the full search space, plus v1-S and
-   v2-2.0, the largest published designs), at 256x256: torch.export + CoreML conversion, feature
-   extraction from the program, prediction, the whole PredictorOracle.measure, and a cache hit
-   (cached_latency on the sqlite cache).
+1. Time per new candidate (networks sampled at random from the full search space, or under
+   --max-params, plus the largest published design that fits), at 256x256: torch.export +
+   CoreML conversion, feature extraction from the program, prediction, the whole
+   PredictorOracle.measure, and a cache hit (cached_latency on the sqlite cache).
 2. The predictor's leave-one-out relative error on the iPhone 12 calibration rows (median and
    worst), from the shipped calibration, or refitted from the published rows with --refit.
 
@@ -25,6 +25,7 @@ import optuna
 from _results import write_results
 
 import mobilevit
+from mobilevit.complexity import complexity
 from nas.latency import LatencyCache, cached_latency
 from nas.latency.features import convert_to_mil, program_features, spec_features
 from nas.latency.predictor import (
@@ -38,17 +39,25 @@ from nas.runtime import tune_cpu_allocator
 from search_spaces import MobileViTSpace
 
 
-def _candidates(n: int, seed: int) -> list[mobilevit.ArchSpec]:
+def _candidates(n: int, seed: int, max_params: float | None) -> list[mobilevit.ArchSpec]:
+    """``n`` random networks of the full space (under ``max_params`` when given), then the
+    largest published design that fits."""
     space = MobileViTSpace()
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    specs = [space.sample(study.ask()) for _ in range(n)]
-    return specs + [mobilevit.get_fixed_point(name).spec
-                    for name in ("mobilevit_s", "mobilevitv2_200")]
+    specs: list[mobilevit.ArchSpec] = []
+    while len(specs) < n:
+        spec = space.sample(study.ask())
+        if max_params is None or complexity(spec).params <= max_params:
+            specs.append(spec)
+    return specs + [mobilevit.get_fixed_point("mobilevit_s" if max_params else
+                                              "mobilevitv2_200").spec]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", type=int, default=8)
+    parser.add_argument("--max-params", type=float, default=None,
+                        help="sample candidates under this many parameters (e.g. 6e6)")
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--refit", action="store_true",
@@ -62,7 +71,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = LatencyCache(Path(tmp) / "latency.sqlite")
         oracle = PredictorOracle(resolution=args.resolution)
-        for spec in _candidates(args.candidates, args.seed):
+        for spec in _candidates(args.candidates, args.seed, args.max_params):
             start = time.perf_counter()
             program = convert_to_mil(spec, args.resolution)
             converted = time.perf_counter()
@@ -80,7 +89,7 @@ def main() -> None:
                 _, hit = cached_latency(oracle, spec, cache)
                 hits.append(time.perf_counter() - start_hit)
                 assert hit
-            params = mobilevit.complexity.complexity(spec).params
+            params = complexity(spec).params
             rows.append({"spec_id": spec.spec_id, "params_m": round(params / 1e6, 2),
                          "convert_s": round(converted - start, 3),
                          "features_s": round(extracted - converted, 3),
@@ -94,7 +103,7 @@ def main() -> None:
     if args.refit:
         calibration = fit_calibration(published_points(), device="iPhone 12")
     summary = {
-        "candidates": len(rows),
+        "candidates": len(rows), "max_params": args.max_params,
         "convert_s_median": statistics.median(r["convert_s"] for r in rows),
         "features_s_median": statistics.median(r["features_s"] for r in rows),
         "predict_ms_median": statistics.median(r["predict_ms"] for r in rows),
