@@ -129,16 +129,21 @@ def _snapshot(run_dir):
     return study.get_trials(deepcopy=False)
 
 
+def _cli_run(tmp_path, data):
+    """The run folder and the `nas run` command line of study ``data`` written to tmp_path."""
+    study_file = tmp_path / "kill.yaml"
+    study_file.write_text(yaml.safe_dump(data))
+    run_dir = tmp_path / "run"
+    return run_dir, [sys.executable, "-m", "nas.cli", "run", str(study_file), "--output",
+                     str(run_dir), "--quiet"]
+
+
 @pytest.mark.slow
 def test_a_study_killed_with_sigkill_resumes_without_losing_or_repeating(tmp_path):
     data = yaml.safe_load(SMOKE.read_text())
     data["evaluator"]["seconds"] = 1.5
     data["trials"] = 8
-    study_file = tmp_path / "kill.yaml"
-    study_file.write_text(yaml.safe_dump(data))
-    run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "nas.cli", "run", str(study_file), "--output", str(run_dir),
-               "--quiet"]
+    run_dir, command = _cli_run(tmp_path, data)
     proc = subprocess.Popen(command, cwd=tmp_path, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -204,11 +209,7 @@ def test_a_training_killed_mid_trial_resumes_from_its_checkpoint(tmp_path):
     data.update(trials=1, fixed_trials=["mobilevit_xxs"], workers={"concurrent": 1},
                 evaluator={"kind": "proxy_train", "train_images": 160, "val_images": 32,
                            "resolution": 32, "epochs": 6, "batch_size": 16})
-    study_file = tmp_path / "kill.yaml"
-    study_file.write_text(yaml.safe_dump(data))
-    run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "nas.cli", "run", str(study_file), "--output", str(run_dir),
-               "--quiet"]
+    run_dir, command = _cli_run(tmp_path, data)
     proc = subprocess.Popen(command, cwd=tmp_path, start_new_session=True)
     deadline = time.time() + 180
     while time.time() < deadline and not list(run_dir.glob("checkpoints/*/checkpoint.pt")):
