@@ -75,6 +75,26 @@ def coreml_max_rank(mlmodel: Any) -> tuple[int, str]:
     return best, where
 
 
+def exported_program(model: nn.Module, resolution: int) -> Any:
+    """``model`` (put in eval mode) as a batch-1 ATen-dialect ``torch.export`` program, the form
+    coremltools converts."""
+    example = torch.zeros(1, 3, resolution, resolution)
+    with torch.no_grad():
+        return torch.export.export(model.eval(), (example,)).run_decompositions({})
+
+
+def coreml_inputs(resolution: int, image_input: bool = True) -> list[Any]:
+    """The CoreML input description: an RGB image scaled by 1/255 (what an app passes), else a
+    float tensor."""
+    import coremltools as ct
+
+    shape = (1, 3, resolution, resolution)
+    if image_input:
+        return [ct.ImageType(name="image", shape=shape, scale=1 / 255.0,
+                             color_layout=ct.colorlayout.RGB)]
+    return [ct.TensorType(name="image", shape=shape)]
+
+
 def to_coreml(model: nn.Module, path: str | PathLike[str], *, resolution: int,
               precision: str = "float16", image_input: bool = True,
               metadata: dict[str, str] | None = None) -> tuple[Path, int]:
@@ -100,17 +120,11 @@ def to_coreml(model: nn.Module, path: str | PathLike[str], *, resolution: int,
     with _quiet_converters():
         import coremltools as ct
 
-        model = model.eval()
-        example = torch.zeros(1, 3, resolution, resolution)
-        with torch.no_grad():
-            program = torch.export.export(model, (example,)).run_decompositions({})
-        shape = tuple(example.shape)
-        inputs = ([ct.ImageType(name="image", shape=shape, scale=1 / 255.0,
-                                color_layout=ct.colorlayout.RGB)] if image_input
-                  else [ct.TensorType(name="image", shape=shape)])
+        program = exported_program(model, resolution)
         try:
             mlmodel = ct.convert(
-                program, inputs=inputs, outputs=[ct.TensorType(name="logits")],
+                program, inputs=coreml_inputs(resolution, image_input),
+                outputs=[ct.TensorType(name="logits")],
                 convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
                 compute_precision=(ct.precision.FLOAT16 if precision == "float16"
                                    else ct.precision.FLOAT32))

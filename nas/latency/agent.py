@@ -28,6 +28,7 @@ when the rounds disagree by more than ``max_spread`` (10 %), they are measured a
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import io
 import ipaddress
@@ -49,7 +50,7 @@ from typing import Any
 
 from mobilevit import ArchSpec, SpecError
 from nas.errors import NasError
-from nas.latency.base import LatencyResult
+from nas.latency.base import LatencyResult, context_key
 
 API = "/v1"
 DEFAULT_PORT = 8765
@@ -110,8 +111,8 @@ def run_protocol(time_round: Callable[[int], list[float]], protocol: Protocol,
                "round_spread": round(spread, 4), "attempts": attempt,
                "trimmed_mean_rule": f"mean per round after dropping {protocol.trim:.0%} at "
                                     "each end, averaged over rounds"}
-    return LatencyResult(**{**result.__dict__, "trimmed_mean_ms": round(statistics.fmean(means), 4),
-                            "details": details})
+    return dataclasses.replace(result, trimmed_mean_ms=round(statistics.fmean(means), 4),
+                               details=details)
 
 
 def read_package(archive: bytes, workdir: Path, max_bytes: int) -> Path:
@@ -274,8 +275,7 @@ class CoreMLRunner:
 
         result = run_protocol(time_round, protocol, resolution=resolution, **self.info())
         load_ms = getattr(getattr(load, "statistics", None), "median", None)
-        return LatencyResult(**{**result.__dict__,
-                                "details": {**result.details, "load_ms": load_ms}})
+        return dataclasses.replace(result, details={**result.details, "load_ms": load_ms})
 
 
 Runner = LocalRunner | CoreMLRunner
@@ -478,11 +478,10 @@ def export_archive(spec: ArchSpec, resolution: int) -> bytes:
         return archive
 
 
-def _key(spec: ArchSpec, context: dict[str, Any]) -> str:
-    import hashlib
-
-    text = json.dumps(context, sort_keys=True)
-    return f"{spec.spec_id}:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+def _device_key(spec: ArchSpec, info: dict[str, Any], resolution: int) -> str:
+    """The cache key of a measurement by the runner ``info`` describes."""
+    context = {k: info.get(k) for k in ("backend", "device", "compute_units", "versions")}
+    return context_key(spec, {**context, "resolution": resolution})
 
 
 @dataclass(frozen=True)
@@ -503,9 +502,7 @@ class AgentOracle:
         return AgentClient(self.url, self.token, self.timeout_s, self.attempts, self.backoff_s)
 
     def key(self, spec: ArchSpec) -> str:
-        info = _agent_info(self.client)
-        context = {k: info.get(k) for k in ("backend", "device", "compute_units", "versions")}
-        return _key(spec, {**context, "resolution": self.resolution})
+        return _device_key(spec, _agent_info(self.client), self.resolution)
 
     def measure(self, spec: ArchSpec) -> LatencyResult:
         return self.client.measure(export_archive(spec, self.resolution), self.protocol,
@@ -542,9 +539,7 @@ class RayDeviceOracle:
                                    self.resolution, self.protocol))
 
     def key(self, spec: ArchSpec) -> str:
-        info = self._remote("info")
-        context = {k: info.get(k) for k in ("backend", "device", "compute_units", "versions")}
-        return _key(spec, {**context, "resolution": self.resolution})
+        return _device_key(spec, self._remote("info"), self.resolution)
 
     def measure(self, spec: ArchSpec) -> LatencyResult:
         return self._remote("measure", spec)
@@ -555,7 +550,9 @@ def _device_job(runner: Runner, what: str, spec_json: str | None, resolution: in
     """Runs on the device's node: describe the runner, or convert and measure a spec."""
     if what == "info":
         return runner.info()
-    archive = export_archive(ArchSpec.from_json(spec_json or ""), resolution)
+    from nas.export import export_model
+
     with tempfile.TemporaryDirectory(prefix="nas-device-") as tmp:
-        package = read_package(archive, Path(tmp), 2**32)
+        package = export_model(ArchSpec.from_json(spec_json or ""), Path(tmp) / "candidate",
+                               to="coreml", resolution=resolution).path
         return runner.measure(package, protocol, resolution)

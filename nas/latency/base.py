@@ -75,6 +75,15 @@ class LatencyOracle(Protocol):
         ...
 
 
+def context_key(spec: ArchSpec, context: dict[str, Any]) -> str:
+    """A cache key: the spec id and a hash of the measurement context (backend, device, compute
+    units, versions, resolution)."""
+    import hashlib
+
+    text = json.dumps(context, sort_keys=True)
+    return f"{spec.spec_id}:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
 def default_cache_dir() -> Path:
     """``$NAS_CACHE_DIR``, else ``$XDG_CACHE_HOME/mobilevit-nas``, else ``~/.cache/mobilevit-nas``."""
     if os.environ.get("NAS_CACHE_DIR"):

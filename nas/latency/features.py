@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import torch
-
 from mobilevit import ArchSpec, MobileViT
 
 # Bytes per element as the phone runs the program: float tensors in fp16 (the ML-program default),
@@ -72,7 +70,7 @@ def _bytes(var: Any) -> int:
 
 
 def _is_const(var: Any) -> bool:
-    return var.op is not None and var.op.op_type == "const" or var.val is not None
+    return var.val is not None  # const ops' outputs and anything constant-folded
 
 
 def program_features(program: Any) -> ProgramFeatures:
@@ -141,19 +139,14 @@ def convert_to_mil(spec: ArchSpec, resolution: int) -> Any:
     pipeline manager does that unconditionally; here the program is validated once, at the end).
     Together they were 40 % of the conversion time.
     """
-    from nas.export import _quiet_converters
+    from nas.export import _quiet_converters, coreml_inputs, exported_program
 
     with _quiet_converters():
         import coremltools as ct
         from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
 
-        model = MobileViT(spec).eval()
-        example = torch.zeros(1, 3, resolution, resolution)
-        with torch.no_grad():
-            exported = torch.export.export(model, (example,)).run_decompositions({})
         program = ct.convert(
-            exported, inputs=[ct.ImageType(name="image", shape=tuple(example.shape),
-                                           scale=1 / 255.0, color_layout=ct.colorlayout.RGB)],
+            exported_program(MobileViT(spec), resolution), inputs=coreml_inputs(resolution),
             outputs=[ct.TensorType(name="logits")], convert_to="milinternal",
             minimum_deployment_target=ct.target.iOS16, pass_pipeline=ct.PassPipeline.EMPTY)
         pipeline = ct.PassPipeline.DEFAULT

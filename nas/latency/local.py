@@ -6,8 +6,6 @@ machine they are on. Results are labelled with the backend and device, never as 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 import time
 from dataclasses import dataclass
@@ -15,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from mobilevit import ArchSpec, MobileViT
-from nas.latency.base import LatencyResult
+from nas.latency.base import LatencyResult, context_key
 
 
 def cpu_name() -> str:
@@ -53,8 +51,7 @@ class LocalLatencyOracle:
                 "versions": {"torch": torch.__version__}, "resolution": self.resolution}
 
     def key(self, spec: ArchSpec) -> str:
-        context = json.dumps(self._context(), sort_keys=True)
-        return f"{spec.spec_id}:{hashlib.sha256(context.encode()).hexdigest()[:12]}"
+        return context_key(spec, self._context())
 
     @torch.no_grad()
     def measure(self, spec: ArchSpec) -> LatencyResult:

@@ -31,7 +31,7 @@ import numpy as np
 
 from mobilevit import ArchSpec
 from nas.errors import NasError
-from nas.latency.base import LatencyResult
+from nas.latency.base import LatencyResult, context_key
 from nas.latency.features import ProgramFeatures, spec_features
 
 TERMS: dict[str, tuple[str, ...]] = {
@@ -242,8 +242,7 @@ class PredictorOracle:
                 "resolution": self.resolution}
 
     def key(self, spec: ArchSpec) -> str:
-        context = json.dumps(self._context(), sort_keys=True)
-        return f"{spec.spec_id}:{hashlib.sha256(context.encode()).hexdigest()[:12]}"
+        return context_key(spec, self._context())
 
     def measure(self, spec: ArchSpec) -> LatencyResult:
         cal = load_calibration(self.calibration)
