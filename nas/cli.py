@@ -148,6 +148,68 @@ def cmd_trials(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reference_point(text: str) -> tuple[str, float]:
+    metric, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return metric.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected METRIC=VALUE, e.g. "
+                                         "latency_ms=50") from None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write a run's report: an interactive HTML page (opens offline) with the Pareto front of
+    accuracy vs latency beside the papers' models, size and budget plots, hypervolume, progress,
+    search choices and the Pareto trials; the data of every figure as CSV; with --static, the
+    figures as PNG or SVG files. --serve serves it on localhost and rebuilds it while the study
+    runs."""
+    import webbrowser
+
+    reference = dict(args.reference) if args.reference else None
+    if args.serve:
+        from nas.report.serve import serve
+
+        serve(args.run_dir, stream=sys.stderr, output=args.output, host=args.host,
+              port=args.port, interval_s=args.interval, reference=reference)
+        return 0
+    from nas.report.page import write_report
+
+    files = write_report(args.run_dir, output=args.output, static=args.static,
+                         reference=reference)
+    print(f"wrote {files.html}")
+    print(f"  data of each figure: {files.html.parent / 'data'} ({len(files.data)} CSV files)")
+    if files.static:
+        print(f"  figures: {files.html.parent / 'figures'} ({len(files.static)} "
+              f"{args.static.upper()} files)")
+    if args.open:
+        webbrowser.open(files.html.resolve().as_uri())
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Open optuna-dashboard on a run's study storage (journal file or database)."""
+    from pathlib import Path
+
+    import optuna_dashboard
+
+    from nas.errors import NasError
+    from nas.results import open_run
+    from nas.study import open_storage
+
+    _, config = open_run(args.run_dir)  # checks the folder and that the study exists
+    storage = open_storage(config, Path(args.run_dir), repair=False)
+    print(f"optuna-dashboard for study {config.name} at http://{args.host}:{args.port}/ "
+          "(Ctrl-C stops)", file=sys.stderr, flush=True)
+    try:
+        optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    except OSError as exc:
+        raise NasError(f"--port {args.port}: cannot listen on {args.host} "
+                       f"({exc.strerror or exc})") from None
+    return 0
+
+
 def cmd_space(args: argparse.Namespace) -> int:
     """List the search space's parameters (as narrowed by a study, if given)."""
     from search_spaces import MobileViTSpace
@@ -277,6 +339,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("trials", cmd_trials)
     p.add_argument("run_dir", help="a run folder")
     p.add_argument("--rows", type=_positive_int, default=60, help="rows to print")
+
+    p = add("report", cmd_report)
+    p.add_argument("run_dir", help="a run folder")
+    p.add_argument("-o", "--output", default=None, help="report folder (default: RUN_DIR/report)")
+    p.add_argument("--static", choices=("png", "svg"), default=None,
+                   help="also write each figure as a PNG or SVG file (needs Chrome or Chromium)")
+    p.add_argument("--reference", type=_reference_point, action="append", default=None,
+                   metavar="METRIC=VALUE",
+                   help="hypervolume reference point, one per objective (default: each "
+                        "objective's worst value, 10%% of its range further out)")
+    p.add_argument("--open", action="store_true", help="open the page in the web browser")
+    p.add_argument("--serve", action="store_true",
+                   help="serve the report on localhost and rebuild it while the study runs")
+    p.add_argument("--host", default="127.0.0.1", help="--serve address")
+    p.add_argument("--port", type=int, default=8050, help="--serve port")
+    p.add_argument("--interval", type=float, default=10.0,
+                   help="--serve: seconds between checks for new trials")
+
+    p = add("dashboard", cmd_dashboard)
+    p.add_argument("run_dir", help="a run folder")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
 
     p = add("space", cmd_space)
     p.add_argument("study", nargs="?", default=None, help="a study file (default: the full space)")

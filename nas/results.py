@@ -23,12 +23,41 @@ def open_run(run_dir: str | Path) -> tuple[Any, StudyConfig]:
     if config is None:
         raise StudyError(f"{run_dir}: not a run folder (no {CONFIG_FILE})")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(config, run_dir)
+    storage = open_storage(config, run_dir, repair=False)
     try:
         study = optuna.load_study(study_name=config.name, storage=storage)
     except KeyError:
         raise StudyError(f"{run_dir}: the storage has no study named {config.name!r}") from None
     return study, config
+
+
+def describe_fidelity(provenance: dict[str, Any] | None) -> str:
+    """One line saying how an accuracy was obtained, e.g. ``proxy_train, 3 epochs at 64 px on
+    procedural (1600 images)``; empty when the trial was not evaluated."""
+    if not provenance:
+        return ""
+    p = provenance
+    text = str(p.get("evaluator", "?"))
+    if p.get("metric") and p.get("metric") != "top1":
+        text += f" {p['metric']}"
+    if p.get("epochs") is not None:
+        run = p.get("epochs_run")
+        done = f"{run} of {p['epochs']}" if run is not None and run != p["epochs"] else p["epochs"]
+        text += f", {done} epochs"
+    if p.get("resolution"):
+        text += f" at {p['resolution']} px"
+    if p.get("dataset"):
+        text += f" on {p['dataset']}"
+        if p.get("train_images"):
+            text += f" ({p['train_images']} images)"
+    return text
+
+
+def describe_oracle(latency: dict[str, Any] | None) -> str:
+    """One line naming what produced a latency, e.g. ``coreml-predictor, iPhone 12``."""
+    if not latency:
+        return ""
+    return ", ".join(str(latency[k]) for k in ("backend", "device") if latency.get(k))
 
 
 def _status(trial: Any) -> str:
@@ -42,8 +71,10 @@ def trials_frame(study: Any) -> Any:
     """One row per trial: outcome, objectives, size, spec id, reasons and the parameters."""
     import pandas as pd
 
-    pareto = {t.number for t in study.best_trials if t.user_attrs.get("status") == "ok"}
+    from nas.pareto import pareto_mask
+
     rows = []
+    values = []
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
         ev = a.get("eval") or {}
@@ -52,20 +83,27 @@ def trials_frame(study: Any) -> Any:
                "params": a.get("params"), "macs": a.get("macs"), "spec_id": a.get("spec_id"),
                "fail_reason": a.get("fail_reason"), "duplicate_of": a.get("duplicate_of"),
                "requeued_from": a.get("requeued_from"),
-               "wall_time_s": a.get("wall_time_s"), "pareto": t.number in pareto,
+               "wall_time_s": a.get("wall_time_s"), "pareto": False,
                "evaluator": ev.get("evaluator"), "eval_epochs": ev.get("epochs"),
                "eval_resolution": ev.get("resolution"),
                "latency_device": (a.get("latency") or {}).get("device"),
                "latency_spread": (a.get("latency") or {}).get("spread"),
+               "fidelity": describe_fidelity(ev), "oracle": describe_oracle(a.get("latency")),
                "started": t.datetime_start, "finished": t.datetime_complete}
         for key, value in t.constraints.items():
             row[f"constraint.{key}"] = value
         for key, value in t.params.items():
             row[f"param.{key}"] = value
         rows.append(row)
+        if row["status"] == "ok" and t.values is not None:
+            values.append((len(rows) - 1, t.values))
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=LEAD_COLUMNS)
+    if values:  # the Pareto set of the study's own objectives, among trials that completed
+        maximise = [d.name == "MAXIMIZE" for d in study.directions]
+        mask = pareto_mask([v for _, v in values], maximise)
+        frame.loc[[i for (i, _), on in zip(values, mask, strict=True) if on], "pareto"] = True
     return frame
 
 

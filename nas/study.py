@@ -218,8 +218,12 @@ def with_overrides(config: StudyConfig, *, trials: int | None = None,
     return parse_study(data, "command line")
 
 
-def open_storage(config: StudyConfig, run_dir: Path) -> Any:
-    """The study's Optuna storage: PostgreSQL when ``storage`` is set, else the run's journal."""
+def open_storage(config: StudyConfig, run_dir: Path, *, repair: bool = True) -> Any:
+    """The study's Optuna storage: PostgreSQL when ``storage`` is set, else the run's journal.
+
+    ``repair`` drops a torn last journal record (see :func:`repair_journal`); only a writer that
+    owns the run may do that: a reader (a report of a running study) could cut a record that
+    the runner is still appending."""
     import optuna
 
     if config.storage:
@@ -233,8 +237,9 @@ def open_storage(config: StudyConfig, run_dir: Path) -> Any:
                              f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    repair_journal(run_dir / JOURNAL_FILE)
+    if repair:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        repair_journal(run_dir / JOURNAL_FILE)
     return JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE)))
 
 

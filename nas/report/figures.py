@@ -1,0 +1,359 @@
+"""The report's figures, drawn with plotly from :class:`nas.report.data.ReportData` tables.
+
+One colour per block family everywhere (the Okabe-Ito palette, safe for colour-blind readers);
+our trials are filled circles, the papers' published models open diamonds joined per family,
+infeasible and pruned trials grey.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nas.report.data import ReportData
+
+FAMILY_COLORS = {
+    "v1": "#0072B2",
+    "v2": "#E69F00",
+    "v3_v1": "#009E73",
+    "v3_v2": "#CC79A7",
+    "none": "#56B4E9",
+    "mixed": "#D55E00",
+    "custom": "#D55E00",
+    "unknown": "#7F7F7F",
+}
+FAMILY_NAMES = {
+    "v1": "v1 block",
+    "v2": "v2 block",
+    "v3_v1": "v3 block (v1 layout)",
+    "v3_v2": "v3 block (v2 layout)",
+    "none": "v1 block, no fusion",
+    "mixed": "mixed blocks",
+    "custom": "custom block",
+    "unknown": "unknown block",
+}
+GREY = "#A0A0A0"
+MAX_IMPORTANCE_BARS = 15  # the rest are in the CSV
+FONT = "Inter, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
+
+# figure id -> (title, caption); the page and the static export use the same ids.
+TITLES = {
+    "accuracy_latency": "Accuracy vs latency",
+    "accuracy_params": "Accuracy vs parameters",
+    "accuracy_macs": "Accuracy vs MACs",
+    "hypervolume": "Hypervolume of the Pareto front",
+    "progress": "Study progress",
+    "parallel_coordinates": "Search choices",
+    "importance": "Parameter importance for accuracy",
+}
+
+
+def _layout(fig: Any, *, height: int = 520, **extra: Any) -> Any:
+    legend = dict(bgcolor="rgba(255,255,255,0.85)", bordercolor="#ddd", borderwidth=1,
+                  **extra.pop("legend", {}))
+    margin = {**dict(l=70, r=30, t=40, b=60), **extra.pop("margin", {})}
+    fig.update_layout(
+        template="plotly_white", height=height, font=dict(family=FONT, size=13),
+        margin=margin, hoverlabel=dict(font_size=12, align="left"), legend=legend, **extra)
+    fig.update_xaxes(showline=True, linecolor="#444", mirror=False, ticks="outside",
+                     gridcolor="#eee")
+    fig.update_yaxes(showline=True, linecolor="#444", ticks="outside", gridcolor="#eee")
+    return fig
+
+
+def _hover(frame: Any, *, full: bool = True) -> tuple[list[list[Any]], str]:
+    """Custom data and hover template naming a trial's network, size, latency and, when
+    ``full``, its architecture, fidelity and oracle (the main figure's hover; the others stay
+    light so a page of thousands of trials loads quickly)."""
+    custom = []
+    for row in frame.itertuples(index=False):
+        name = f"trial {row.number}" + (f" · {row.label}" if row.label else "")
+        latency = "-" if row.latency_ms != row.latency_ms else f"{row.latency_ms:.2f} ms"
+        item = [name, round((row.params or 0) / 1e6, 3), round((row.macs or 0) / 1e9, 4),
+                latency]
+        if full:
+            summary = "<br>".join(str(row.summary).split(" | ")) if row.summary else ""
+            item += [summary, row.fidelity or "", row.oracle or ""]
+        custom.append(item)
+    template = ("<b>%{customdata[0]}</b><br>accuracy %{y:.2f}<br>latency %{customdata[3]}"
+                "<br>%{customdata[1]:.2f} M params · %{customdata[2]:.3f} G MACs")
+    if full:
+        template += ("<br><span style='font-size:11px'>%{customdata[4]}</span>"
+                     "<br>fidelity: %{customdata[5]}<br>oracle: %{customdata[6]}")
+    return custom, template + "<extra></extra>"
+
+
+def _trial_traces(data: ReportData, x: str, *, error_x: bool = False) -> list[Any]:
+    """Our completed trials, one trace per block family, then the published designs' names
+    as one text-only trace (a text node per point of thousands would slow the page)."""
+    import plotly.graph_objects as go
+
+    traces = []
+    ok = data.trials[(data.trials["status"] == "ok") & data.trials[x].notna()
+                     & data.trials["accuracy"].notna()]
+    for family, group in ok.groupby("family", sort=True):
+        custom, template = _hover(group, full=x == "latency_ms")
+        color = FAMILY_COLORS.get(family, FAMILY_COLORS["unknown"])
+        spread = error_x and bool((group["latency_err_ms"] > 0).any())
+        traces.append(go.Scatter(
+            x=group[x], y=group["accuracy"], mode="markers",
+            name=FAMILY_NAMES.get(family, family), legendgroup=family,
+            marker=dict(color=color, size=9, line=dict(color="white", width=0.8), opacity=0.9),
+            error_x=dict(type="data", array=group["latency_err_ms"], visible=True,
+                         color=color, thickness=1, width=0) if spread else None,
+            customdata=custom, hovertemplate=template))
+    named = ok[ok["label"] != ""]
+    if len(named):
+        traces.append(go.Scatter(
+            x=named[x], y=named["accuracy"], mode="text", text=named["label"],
+            textposition="top center", showlegend=False, hoverinfo="skip",
+            name="published designs (ours)",
+            textfont=dict(size=10, color=[FAMILY_COLORS.get(f, FAMILY_COLORS["unknown"])
+                                          for f in named["family"]])))
+    return traces
+
+
+def _grey_traces(data: ReportData, x: str) -> list[Any]:
+    """Pruned trials (partial training) and infeasible ones (never trained; drawn on the
+    floor of the plot, where their size or latency put them)."""
+    import plotly.graph_objects as go
+
+    t = data.trials
+    traces = []
+    pruned = t[(t["status"] == "pruned") & t[x].notna() & t["accuracy"].notna()]
+    if len(pruned):
+        custom, template = _hover(pruned, full=x == "latency_ms")
+        traces.append(go.Scatter(
+            x=pruned[x], y=pruned["accuracy"], mode="markers", name="pruned (partly trained)",
+            marker=dict(color="rgba(0,0,0,0)", size=8, line=dict(color=GREY, width=1.2)),
+            customdata=custom, hovertemplate=template.replace("<b>", "<b>pruned · ")))
+    infeasible = t[(t["status"] == "infeasible") & t[x].notna()]
+    if len(infeasible):
+        trained = t.loc[t["status"].isin(("ok", "pruned")), "accuracy"].dropna()
+        floor = float(trained.min()) if len(trained) else 0.0
+        reasons = infeasible["fail_reason"].fillna("over budget").astype(str)
+        traces.append(go.Scatter(
+            x=infeasible[x], y=[floor] * len(infeasible), mode="markers",
+            name="infeasible (not trained)",
+            marker=dict(symbol="x-thin", color=GREY, size=9, line=dict(color=GREY, width=1.5)),
+            customdata=list(zip(infeasible["number"], reasons, strict=True)),
+            hovertemplate="<b>trial %{customdata[0]}</b> · %{customdata[1]}<br>"
+                          + x.replace("_ms", " (ms)") + " %{x:,.3s}<extra>not trained</extra>"))
+    return traces
+
+
+def _published_traces(data: ReportData, x: str, *, xaxis: str = "x", yaxis: str = "y",
+                      labels: bool = True) -> list[Any]:
+    """The papers' models, joined per block family: the published curve."""
+    import plotly.graph_objects as go
+
+    pub = data.published.dropna(subset=[x, "accuracy"])
+    traces = []
+    for family, group in pub.groupby("family", sort=True):
+        group = group.sort_values(x)
+        color = FAMILY_COLORS.get(family, FAMILY_COLORS["unknown"])
+        traces.append(go.Scatter(
+            x=group[x], y=group["accuracy"], mode="lines+markers+text" if labels else
+            "lines+markers", xaxis=xaxis,
+            yaxis=yaxis, name=f"published, {FAMILY_NAMES.get(family, family)}",
+            legendgroup=f"published {family}", text=group["label"],
+            textposition="bottom right", textfont=dict(size=10, color=color),
+            line=dict(color=color, dash="dot", width=1.2),
+            marker=dict(symbol="diamond-open", color=color, size=10, line=dict(width=1.6)),
+            customdata=list(zip(group["name"], group["params"] / 1e6,
+                                group["macs"].fillna(0) / 1e9, group["latency_ms"].fillna(0),
+                                group["latency_device"].fillna("-"), group["source"],
+                                strict=True)),
+            hovertemplate="<b>%{customdata[0]}</b> (published)<br>ImageNet-1k top-1 %{y:.1f} %"
+                          "<br>%{customdata[1]:.1f} M params · %{customdata[2]:.2f} G MACs"
+                          "<br>latency %{customdata[3]:.2f} ms on %{customdata[4]}"
+                          "<br><span style='font-size:11px'>%{customdata[5]}</span>"
+                          "<extra></extra>"))
+    return traces
+
+
+def accuracy_latency(data: ReportData) -> Any:
+    """Every trial's accuracy against its latency, the Pareto front as a step line, the papers'
+    published models beside them (on their own axes when the units differ)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    front = data.front
+    if len(front):
+        fig.add_trace(go.Scatter(
+            x=front["latency_ms"], y=front["accuracy"], mode="lines", line_shape="hv",
+            name="Pareto front (ours)", line=dict(color="#222", width=2),
+            hoverinfo="skip"))
+    for trace in (*_grey_traces(data, "latency_ms"), *_trial_traces(data, "latency_ms",
+                                                                    error_x=True)):
+        fig.add_trace(trace)
+    own_x = data.published_latency_on_own_axis
+    own_y = data.published_accuracy_on_own_axis
+    for trace in _published_traces(data, "latency_ms", xaxis="x2" if own_x else "x",
+                                   yaxis="y2" if own_y else "y"):
+        fig.add_trace(trace)
+    extra: dict[str, Any] = {}
+    if own_x:
+        extra["xaxis2"] = dict(title="published iPhone 12 latency (ms)", overlaying="x",
+                               side="top", showgrid=False, ticks="outside", rangemode="tozero",
+                               tickmode="auto")
+    if own_y:
+        extra["yaxis2"] = dict(title="published ImageNet-1k top-1 (%)", overlaying="y",
+                               side="right", showgrid=False, ticks="outside", tickmode="auto")
+    device = _device(data)
+    _layout(fig, height=580, xaxis_title=f"latency (ms){', ' + device if device else ''}",
+            yaxis_title=data.accuracy_label,
+            legend=dict(orientation="v", x=1.08 if own_y else 1.0, xanchor="left", y=1),
+            **extra)
+    fig.update_layout(margin=dict(t=70 if own_x else 40, r=80 if own_y else 30))
+    return fig
+
+
+def _device(data: ReportData) -> str:
+    oracles = data.trials["oracle"].dropna()
+    oracles = oracles[oracles != ""].unique()
+    return oracles[0] if len(oracles) == 1 else ""
+
+
+def accuracy_size(data: ReportData, x: str) -> Any:
+    """Accuracy against parameters (``x="params"``) or MACs, with the budget line."""
+    import plotly.graph_objects as go
+
+    budget = data.config.budget
+    limit = budget.max_params if x == "params" else budget.max_macs
+    unit = 1e6 if x == "params" else 1e9
+    fig = go.Figure()
+    for trace in (*_grey_traces(data, x), *_trial_traces(data, x)):
+        fig.add_trace(trace)
+    own_y = data.published_accuracy_on_own_axis
+    for trace in _published_traces(data, x, yaxis="y2" if own_y else "y", labels=False):
+        fig.add_trace(trace)
+    # Trained trials and the budget set the range; far-off infeasible ones would squash them.
+    trained = data.trials.loc[data.trials["status"].isin(("ok", "pruned")), x].dropna()
+    top = max(float(trained.max()) * 1.1 if len(trained) else 0.0, float(limit or 0) * 1.5)
+    if top > 0:
+        fig.update_xaxes(range=[0, top])
+    if limit:
+        fig.add_vline(x=limit, line=dict(color="#C00000", dash="dash", width=1.5),
+                      annotation_text=f"budget {limit / unit:g} {'M' if x == 'params' else 'G'}",
+                      annotation_position="top left", annotation_font_color="#C00000")
+    extra: dict[str, Any] = {}
+    if own_y:
+        extra["yaxis2"] = dict(title="published ImageNet-1k top-1 (%)", overlaying="y",
+                               side="right", showgrid=False, ticks="outside", tickmode="auto")
+    title = ("parameters (1000-class head)" if x == "params"
+             else f"MACs at {budget.resolution}x{budget.resolution}")
+    _layout(fig, height=560, xaxis_title=title, yaxis_title=data.accuracy_label,
+            legend=dict(orientation="h", x=0, y=-0.18, yanchor="top", font=dict(size=11)),
+            margin=dict(r=80 if own_y else 30, b=150), **extra)
+    fig.update_xaxes(tickformat="~s")
+    return fig
+
+
+def hypervolume(data: ReportData) -> Any:
+    """The hypervolume of the study's front after each trial."""
+    import plotly.graph_objects as go
+
+    h = data.hypervolume
+    fig = go.Figure(go.Scatter(x=h["number"], y=h["hypervolume"], mode="lines",
+                               line_shape="hv", line=dict(color="#0072B2", width=2),
+                               name="hypervolume",
+                               hovertemplate="after trial %{x}: %{y:.4g}<extra></extra>"))
+    units = " × ".join(_unit(c) for c in data.reference)
+    return _layout(fig, height=380, xaxis_title="trial number",
+                   yaxis_title=f"hypervolume ({units})" if units else "hypervolume",
+                   showlegend=False)
+
+
+def _unit(column: str) -> str:
+    return {"accuracy": "%", "latency_ms": "ms", "params": "params", "macs": "MACs"}.get(column,
+                                                                                          column)
+
+
+def progress(data: ReportData) -> Any:
+    """Trials evaluated and the best accuracy so far against wall-clock time."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    p = data.progress
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=p["elapsed_min"], y=p["evaluated"], mode="lines",
+                             line_shape="hv", name="trials evaluated",
+                             line=dict(color="#444", width=2),
+                             hovertemplate="%{x:.1f} min: %{y} trials<extra></extra>"),
+                  secondary_y=False)
+    if p["rejected"].iloc[-1:].sum() > 0:
+        fig.add_trace(go.Scatter(x=p["elapsed_min"], y=p["rejected"], mode="lines",
+                                 line_shape="hv", name="rejected by the budget (not trained)",
+                                 line=dict(color=GREY, width=1.5, dash="dot"),
+                                 hovertemplate="%{x:.1f} min: %{y} rejected<extra></extra>"),
+                      secondary_y=False)
+    fig.add_trace(go.Scatter(x=p["elapsed_min"], y=p["best_accuracy"], mode="lines",
+                             line_shape="hv", name="best accuracy so far",
+                             line=dict(color="#009E73", width=2),
+                             hovertemplate="%{x:.1f} min: %{y:.2f}<extra></extra>"),
+                  secondary_y=True)
+    _layout(fig, height=380, xaxis_title="time since the first trial started (min)",
+            legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0),
+            margin=dict(t=70))
+    fig.update_yaxes(title_text="trials", secondary_y=False, rangemode="tozero")
+    fig.update_yaxes(title_text=data.accuracy_label, secondary_y=True, showgrid=False,
+                     tickmode="auto")
+    return fig
+
+
+def parallel_coordinates(data: ReportData) -> Any:
+    """The search choices of completed trials, one line each, coloured by accuracy."""
+    import plotly.graph_objects as go
+
+    frame = data.parallel
+    dims = []
+    for column in frame.columns:
+        if column == "number":
+            continue
+        values = frame[column]
+        label = {"accuracy": "accuracy", "latency_ms": "latency (ms)"}.get(column, column)
+        numeric = values.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+        if numeric.all():
+            dim = dict(label=label, values=values.astype(float))
+            if column not in ("accuracy", "latency_ms") and values.nunique() <= 8:
+                dim["tickvals"] = sorted(values.unique())  # e.g. depths: no 2.5 ticks
+            dims.append(dim)
+        else:  # categories: evenly spaced ticks named by their values
+            text = values.map(str)
+            names = sorted(text.unique())
+            codes = text.map({n: i for i, n in enumerate(names)})
+            dims.append(dict(label=label, values=codes, tickvals=list(range(len(names))),
+                             ticktext=names))
+    fig = go.Figure(go.Parcoords(
+        dimensions=dims, labelangle=-25, labelside="top",
+        line=dict(color=frame["accuracy"] if len(frame) else [], colorscale="Viridis",
+                  showscale=True, colorbar=dict(title=dict(text="accuracy", side="right")))))
+    return _layout(fig, height=480, margin=dict(l=60, r=60, t=110, b=40))
+
+
+def importance(data: ReportData) -> Any:
+    """Each search parameter's importance for accuracy (PED-ANOVA)."""
+    import plotly.graph_objects as go
+
+    imp = data.importance.nlargest(MAX_IMPORTANCE_BARS, "importance").sort_values("importance")
+    fig = go.Figure(go.Bar(x=imp["importance"], y=imp["param"], orientation="h",
+                           marker_color="#0072B2",
+                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    return _layout(fig, height=max(300, 24 * len(imp) + 100),
+                   xaxis_title="importance (all parameters sum to 1)",
+                   showlegend=False, margin=dict(l=160, r=30, t=30, b=60))
+
+
+def all_figures(data: ReportData) -> dict[str, Any]:
+    """Every figure of the report, by id (the order of the page)."""
+    figures = {
+        "accuracy_latency": accuracy_latency(data),
+        "accuracy_params": accuracy_size(data, "params"),
+        "accuracy_macs": accuracy_size(data, "macs"),
+        "hypervolume": hypervolume(data),
+        "progress": progress(data),
+        "parallel_coordinates": parallel_coordinates(data),
+    }
+    if len(data.importance):
+        figures["importance"] = importance(data)
+    return figures

@@ -1,0 +1,49 @@
+"""The report page in headless Chromium: every figure drawn, no JavaScript errors."""
+
+from datetime import datetime, timedelta
+
+import pandas as pd
+import yaml
+
+from nas.config import parse_study
+from nas.report.browser import check_page
+from nas.report.data import build_report_data
+from nas.report.page import write_report
+from tests.nas.report.test_data import ROOT, _frame
+
+
+def _assert_clean(check):
+    assert check.errors == ()
+    assert set(check.rendered) == set(check.figures)
+    assert check.screenshot.stat().st_size > 50_000  # a drawn page, not a blank one
+
+
+def test_the_smoke_report_renders_without_errors(smoke_run, tmp_path, chromium):
+    files = write_report(smoke_run, output=tmp_path / "report")
+    check = check_page(files.html, screenshot=tmp_path / "smoke.png", executable=chromium)
+    assert {"accuracy_latency", "accuracy_params", "accuracy_macs", "hypervolume", "progress",
+            "parallel_coordinates"} <= set(check.figures)
+    _assert_clean(check)
+
+
+def test_a_report_with_every_outcome_renders(tmp_path, chromium):
+    # pruned, infeasible and failed trials, duplicated fixed points, enough trials for
+    # parameter importances (a real study of this many takes minutes; the table is the same)
+    frame, specs = _frame()
+    more = frame[frame["status"] == "ok"].copy()
+    rows = [frame]
+    for k in range(1, 4):
+        extra = more.copy()
+        extra["number"] += 10 * k
+        extra["accuracy"] -= k
+        extra["param.s3.width"] += 8 * k
+        extra["started"] = extra["started"] + timedelta(minutes=10 * k)
+        extra["finished"] = extra["finished"] + timedelta(minutes=10 * k)
+        rows.append(extra)
+    table = pd.concat(rows, ignore_index=True)
+    config = parse_study(yaml.safe_load((ROOT / "studies" / "smoke.yaml").read_text()), "t")
+    data = build_report_data(table, config, run_dir="runs/x", specs=specs)
+    data.generated = datetime(2026, 1, 1).isoformat()
+    files = write_report("runs/x", output=tmp_path / "report", data=data)
+    check = check_page(files.html, screenshot=tmp_path / "all.png", executable=chromium)
+    _assert_clean(check)
