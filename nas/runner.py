@@ -671,7 +671,8 @@ def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: in
     progress.say(f"study {config.name} {verb}: {counts.evaluated} trials evaluated, "
                  f"{counts.failed} failed, {counts.infeasible} infeasible, Pareto set "
                  f"{len(summary.pareto)}. Results: {prepared.run_dir} (trials.csv, "
-                 f"trials.parquet); see `nas status {_short(prepared.run_dir)}`")
+                 f"trials.parquet); see `nas report {_short(prepared.run_dir)}` or "
+                 f"`nas status {_short(prepared.run_dir)}`")
     return summary
 
 

@@ -77,8 +77,8 @@ class ReportServer:
             try:
                 stamp = _stamp(self.run_dir)
                 if stamp != self._stamp:
-                    self._stamp = stamp
                     self.build()
+                    self._stamp = stamp  # only once built: a failed build is tried again
                     self.log("report rebuilt")
             except Exception as exc:  # keep serving the last good page
                 self.log(f"report not rebuilt: {type(exc).__name__}: {exc}")
