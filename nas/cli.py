@@ -117,7 +117,63 @@ def cmd_run(args: argparse.Namespace) -> int:
         prepared = dataclasses.replace(prepared, run_dir=Path(args.output).resolve())
     summary = run_study(prepared, trials=args.trials, workers=args.workers, resume=args.resume,
                         stream=None if args.quiet else sys.stderr)
+    if prepared.config.ablation is not None:
+        from nas.ablation import write_ablation
+
+        _, text = write_ablation(prepared.run_dir)
+        print(text)
+        print(f"wrote {prepared.run_dir / 'ablation.csv'}")
     return 130 if summary.stopped_by == "interrupted" else 0
+
+
+def cmd_ablations(args: argparse.Namespace) -> int:
+    """List the paper ablations (studies/ablations/), or run them with --run: each prints the
+    papers' figures beside ours and whether our rows come in the paper's order."""
+    import dataclasses
+    from pathlib import Path
+
+    import pandas as pd
+
+    from nas.ablation import ablation_files, smoke_fidelity, write_ablation
+    from nas.errors import NasError
+    from nas.runner import run_study
+    from nas.study import load, prepare
+
+    files = ablation_files(args.dir)
+    if args.names:
+        known = {p.stem: p for p in files}
+        unknown = [n for n in args.names if n not in known]
+        if unknown:
+            raise NasError(f"{', '.join(unknown)}: no such ablation in {args.dir}; "
+                           f"expected one of {', '.join(known)}")
+        files = [known[n] for n in args.names]
+    prepared = [load(p) for p in files]
+    if not args.run:
+        for path, p in zip(files, prepared, strict=True):
+            ab = p.config.ablation
+            print(f"{path.stem:<18} {len(p.fixed)} rows  {ab.paper if ab else '(no ablation)'}")
+            print(f"{'':<18} {p.config.description}")
+        print(f"\nrun one: nas run {files[0] if files else 'FILE'}; run all: nas ablations --run "
+              "[--smoke] [NAME ...]")
+        return 0
+    tables = []
+    for path, p in zip(files, prepared, strict=True):
+        if args.smoke:
+            config = smoke_fidelity(p.config)
+            p = prepare(config, str(path), base_dir=path.parent,
+                        run_dir=Path("runs") / "ablations-smoke" / path.stem)
+        else:
+            p = dataclasses.replace(p, run_dir=Path("runs") / "ablations" / path.stem)
+        summary = run_study(p, stream=None if args.quiet else sys.stderr)
+        table, text = write_ablation(p.run_dir)
+        print(text + f"\nwrote {p.run_dir / 'ablation.csv'}\n", flush=True)
+        tables.append(table.assign(ablation=path.stem))
+        if summary.stopped_by == "interrupted":
+            return 130
+    out = Path("runs") / ("ablations-smoke" if args.smoke else "ablations") / "ablations.csv"
+    pd.concat(tables, ignore_index=True).to_csv(out, index=False)
+    print(f"wrote {out} ({len(tables)} ablations)")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -331,6 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the run folder's study even if the study file changed")
     p.add_argument("--output", default=None, help="run folder (default: the study's output)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+
+    p = add("ablations", cmd_ablations)
+    p.add_argument("names", nargs="*", help="ablations to run (default: all)")
+    p.add_argument("--run", action="store_true", help="run them (each in runs/ablations/NAME)")
+    p.add_argument("--smoke", action="store_true",
+                   help="at the smoke fidelity (seconds per row; the numbers mean nothing)")
+    p.add_argument("--dir", default="studies/ablations", help="where the ablation files are")
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
     p = add("status", cmd_status)

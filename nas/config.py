@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from nas.errors import NasError
 
@@ -297,6 +305,62 @@ class WorkersConfig(_Model):
     gpus_per_trial: float = Field(0, ge=0)
 
 
+class PublishedFigures(_Model):
+    """What a paper published for one row of an ablation (any may be missing)."""
+
+    params_m: float | None = Field(None, gt=0)
+    macs_g: float | None = Field(None, gt=0)
+    latency_ms: float | None = Field(None, gt=0)
+    latency_device: str | None = None
+    top1: float | None = None
+    note: str = ""  # e.g. "derived from -0.7 vs the baseline", other published figures
+
+
+class FixedTrialConfig(_Model):
+    """A fixed trial written out: a model, changes to its MobileViT blocks and to the evaluator.
+
+    ``blocks`` changes every block's fields (a mapping) or each block in order (a list of
+    mappings), with the names of :class:`mobilevit.spec.BlockSpec` (``patch_size``, ``heads``,
+    ``attention``, ``fusion``, ``fusion_kernel``, ``residual``, ``local_depthwise``, ...).
+    ``evaluator`` is merged into the study's evaluator section (e.g. ``{recipe: {weight_decay:
+    0.1}}``), so a row can vary the architecture, the training, or both.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.,:()+= -]+$")
+    model: str
+    blocks: dict[str, Any] | list[dict[str, Any]] = {}
+    evaluator: dict[str, Any] = {}
+    published: PublishedFigures | None = None
+
+
+class AblationConfig(_Model):
+    """What makes a study an ablation: its rows are its fixed trials, nothing is searched, and
+    the result is a table of the paper's figures beside ours."""
+
+    paper: str  # the source of the published figures, e.g. "MobileViT v1 (arXiv 2110.02178), Table 6"
+    baseline: str  # the row the deltas are taken against
+    setting: str = ""  # how the paper trained, e.g. "ImageNet-1k, 300 epochs"
+    question: str = ""  # what the ablation asks
+
+
+def _entry_tag(value: Any) -> str:
+    return "fixed_name" if isinstance(value, str) else "fixed_row"
+
+
+# A fixed trial is a name (a published design or a spec file) or a written-out row; tagging the
+# two keeps error messages about the branch the user wrote.
+FixedTrialEntry = Annotated[Annotated[str, Tag("fixed_name")]
+                            | Annotated[FixedTrialConfig, Tag("fixed_row")],
+                            Discriminator(_entry_tag)]
+
+
+def fixed_trial_name(entry: FixedTrialEntry) -> str:
+    """The name a fixed trial is recorded under."""
+    if isinstance(entry, FixedTrialConfig):
+        return entry.name
+    return Path(entry).stem if entry.endswith(".json") else entry
+
+
 class StudyConfig(_Model):
     """A whole study file. See studies/under_6m.yaml for an annotated example."""
 
@@ -313,10 +377,20 @@ class StudyConfig(_Model):
     trials: int | None = Field(None, gt=0)
     timeout_minutes: float | None = Field(None, gt=0)
     max_infeasible: int | None = Field(None, gt=0)
-    fixed_trials: list[str] = []
+    fixed_trials: list[FixedTrialEntry] = []
+    ablation: AblationConfig | None = None
     workers: WorkersConfig = WorkersConfig()
     storage: str | None = None
     output: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ablation_trials(cls, data: Any) -> Any:
+        # an ablation evaluates its rows: that is its number of trials unless it says otherwise
+        if (isinstance(data, dict) and data.get("ablation") is not None
+                and data.get("trials") is None and isinstance(data.get("fixed_trials"), list)):
+            data = {**data, "trials": len(data["fixed_trials"]) or None}
+        return data
 
     @field_validator("objectives")
     @classmethod
@@ -330,9 +404,11 @@ class StudyConfig(_Model):
 
     @field_validator("fixed_trials")
     @classmethod
-    def _fixed(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError("a fixed trial is listed twice")
+    def _fixed(cls, value: list[FixedTrialEntry]) -> list[FixedTrialEntry]:
+        names = [fixed_trial_name(v) for v in value]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"a fixed trial is listed twice: {', '.join(twice)}")
         return value
 
     @field_validator("storage")
@@ -351,6 +427,14 @@ class StudyConfig(_Model):
             raise ValueError("objective latency_ms needs a latency oracle (latency.kind)")
         if self.budget.max_latency_ms is not None and self.latency.kind == "none":
             raise ValueError("budget.max_latency_ms needs a latency oracle (latency.kind)")
+        if self.ablation is not None:
+            names = [fixed_trial_name(v) for v in self.fixed_trials]
+            if self.ablation.baseline not in names:
+                raise ValueError(f"ablation.baseline={self.ablation.baseline}: not one of the "
+                                 f"fixed trials ({', '.join(names) or 'none'})")
+            if self.trials is not None and self.trials > len(names):
+                raise ValueError(f"trials={self.trials}: an ablation evaluates its "
+                                 f"{len(names)} fixed trials and searches nothing")
         return self
 
     @property
@@ -376,7 +460,8 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("train", "proxy_train", "zero_cost", "dummy", "local", "none"):
+        elif part in ("train", "proxy_train", "zero_cost", "dummy", "local", "none",
+                      "fixed_name", "fixed_row"):
             continue  # the tag of a discriminated union, not a field
         else:
             out += f".{part}" if out else str(part)
@@ -420,15 +505,24 @@ def parse_study(data: Any, source: str) -> StudyConfig:
         raise StudyError(f"{source}: {prefix}{_message(err)}{more}") from None
 
 
-def load_study(path: str | Path) -> StudyConfig:
-    """Read and validate a study YAML file (schema only; see nas.study.prepare for the rest)."""
+def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` applied: mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = (deep_merge(out[key], value) if isinstance(value, dict)
+                    and isinstance(out.get(key), dict) else value)
+    return out
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> Any:
+    """A study file's data, with the file it ``extends`` (a path relative to it) merged under."""
     import yaml
 
-    path = Path(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise StudyError(f"{path}: no such study file") from None
+        raise StudyError(f"{chain[-1] if chain else path}: "
+                         f"{'extends=' if chain else ''}{path}: no such study file") from None
     except OSError as exc:
         raise StudyError(f"{path}: cannot read ({exc.strerror})") from None
     try:
@@ -440,6 +534,25 @@ def load_study(path: str | Path) -> StudyConfig:
         raise StudyError(f"{path}{where}: invalid YAML ({problem})") from None
     if data is None:
         raise StudyError(f"{path}: empty study file")
+    if isinstance(data, dict) and "extends" in data:
+        parent = path.parent / str(data.pop("extends"))
+        if parent.resolve() in {p.resolve() for p in (*chain, path)}:
+            raise StudyError(f"{path}: extends={parent}: the files extend each other")
+        base = _read_yaml(parent, (*chain, path))
+        if not isinstance(base, dict):
+            raise StudyError(f"{parent}: expected a mapping of study fields")
+        data = deep_merge(base, data)
+    return data
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """Read and validate a study YAML file (schema only; see nas.study.prepare for the rest).
+
+    A file may start from another: ``extends: _common.yaml`` (relative to the file) merges the
+    file's fields over that one's, mappings key by key.
+    """
+    path = Path(path)
+    data = _read_yaml(path)
     if isinstance(data, dict) and "name" not in data:
         data = {"name": path.stem, **data}
     return parse_study(data, str(path))

@@ -43,7 +43,7 @@ def describe_fidelity(provenance: dict[str, Any] | None) -> str:
     if p.get("epochs") is not None:
         run = p.get("epochs_run")
         done = f"{run} of {p['epochs']}" if run is not None and run != p["epochs"] else p["epochs"]
-        text += f", {done} epochs"
+        text += f", {done} epoch{'' if p['epochs'] == 1 else 's'}"
     if p.get("resolution"):
         text += f" at {p['resolution']} px"
     if p.get("dataset"):

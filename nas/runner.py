@@ -270,8 +270,9 @@ class _Driver:
                                                   direction="maximize", pruner=pruner)
         self.storage_address = (config.storage or
                                 f"journal:{self.run_dir / 'journal.log'}")
-        self.evaluator_key = hashlib.sha256(config.evaluator.model_dump_json().encode()
-                                            ).hexdigest()[:8]
+        self.evaluator_key = _evaluator_key(config.evaluator)
+        self.fixed_by_name = {f.name: f for f in prepared.fixed}
+        self.evaluators: dict[str, Any] = {}  # evaluator key -> evaluator (rows may differ)
         existing = self.study.get_trials(deepcopy=False)
         # Re-seed per session so a resumed study does not replay its first samples (an Optuna
         # pitfall); the first session uses the study seed itself.
@@ -280,7 +281,9 @@ class _Driver:
         self.results_by_spec: dict[str, dict[str, Any]] = {}
         for t in existing:
             if t.state.name == "COMPLETE" and t.user_attrs.get("status") == "ok":
-                self.results_by_spec.setdefault(t.user_attrs["spec_id"], _result_attrs(t))
+                key = _result_key(t.user_attrs["spec_id"],
+                                  t.user_attrs.get("evaluator_key", self.evaluator_key))
+                self.results_by_spec.setdefault(key, _result_attrs(t))
         self.running: dict[Any, tuple[Any, Any, Verdict]] = {}  # task -> trial, spec, verdict
         self.shadow_trials: dict[int, Any] = {}  # trial number -> its shadow trial
         # Trials whose network is being evaluated for another trial right now, by spec id.
@@ -326,7 +329,8 @@ class _Driver:
         added = 0
         for fixed in self.prepared.fixed:
             if fixed.name not in done:
-                self.study.enqueue_trial(fixed.params, user_attrs={"fixed_point": fixed.name})
+                self.study.enqueue_trial(fixed.params or {},
+                                         user_attrs={"fixed_point": fixed.name})
                 added += 1
         return added
 
@@ -390,8 +394,11 @@ class _Driver:
     def dispatch(self, ray: Any, remote: Any, evaluator: Any, oracle: Any) -> bool:
         """Ask for one trial and start it (or settle it at once); False when nothing to ask."""
         trial = self.study.ask()
+        fixed = self.fixed_by_name.get(trial.user_attrs.get("fixed_point"))
         try:
-            spec = self.space.sample(trial)
+            # an ablation row outside the space is built from its spec, not from parameters
+            spec = fixed.spec if fixed is not None and fixed.params is None else \
+                self.space.sample(trial)
         except SpecError as exc:
             trial.set_user_attr("spec_id", None)
             self.tell_infeasible(trial, invalid_verdict(), {}, f"invalid network: {exc}")
@@ -405,14 +412,24 @@ class _Driver:
             self.tell_infeasible(trial, verdict, {"params": verdict.params, "macs": verdict.macs},
                                  "over budget: " + ", ".join(verdict.violated()))
             return True
-        previous = self.results_by_spec.get(spec.spec_id)
+        ev_config = fixed.evaluator if fixed is not None and fixed.evaluator else \
+            self.config.evaluator
+        ev_key = _evaluator_key(ev_config)
+        trial.set_user_attr("evaluator_key", ev_key)
+        key = _result_key(spec.spec_id, ev_key)
+        previous = self.results_by_spec.get(key)
         if previous is not None:  # the same network (e.g. heads under separable attention)
             verdict = self._with_latency(verdict, previous.get("latency_ms"))
             self.tell_ok(trial, verdict, _duplicate_attrs(previous))
             return True
-        if spec.spec_id in self.inflight:  # being evaluated right now: share that result
-            self.attached.setdefault(spec.spec_id, []).append((trial, verdict))
+        if key in self.inflight:  # being evaluated right now: share that result
+            self.attached.setdefault(key, []).append((trial, verdict))
             return True
+        if ev_key != self.evaluator_key:  # a row that changes the training
+            if ev_key not in self.evaluators:
+                self.evaluators[ev_key] = make_evaluator(
+                    self.config.model_copy(update={"evaluator": ev_config}))
+            evaluator = self.evaluators[ev_key]
         latency_spec = spec.replace(num_classes=self.config.budget.count_classes)
         reporter = None
         if self.shadow is not None:
@@ -421,7 +438,7 @@ class _Driver:
             # Optuna has no public accessor for a trial's storage id, which Trial() needs.
             reporter = EpochReporter(self.shadow.study_name, self.storage_address,
                                      shadow_trial._trial_id, self.config.pruner,
-                                     getattr(self.config.evaluator, "epochs", 1),
+                                     getattr(ev_config, "epochs", 1),
                                      prunable="fixed_point" not in trial.user_attrs)
         task = TrialTask(
             number=trial.number, spec_json=spec.to_json(),
@@ -431,13 +448,13 @@ class _Driver:
             max_latency_ms=self.config.budget.max_latency_ms,
             threads=max(1, int(self.config.workers.cpus_per_trial)),
             device="cuda" if self.config.workers.gpus_per_trial > 0 else "cpu",
-            workdir=str(self.run_dir / "checkpoints" / f"{spec.spec_id}-{self.evaluator_key}"),
+            workdir=str(self.run_dir / "checkpoints" / f"{spec.spec_id}-{ev_key}"),
             reporter=reporter)
         ref = remote.options(num_cpus=self.config.workers.cpus_per_trial,
                              num_gpus=self.config.workers.gpus_per_trial,
                              max_retries=0).remote(task)
         self.running[ref] = (trial, spec, verdict)
-        self.inflight[spec.spec_id] = ref
+        self.inflight[key] = ref
         return True
 
     def _with_latency(self, verdict: Verdict, latency_ms: float | None) -> Verdict:
@@ -449,8 +466,9 @@ class _Driver:
     def settle(self, ray: Any, ref: Any) -> None:
         """Record the outcome of a finished task (and of the trials attached to it)."""
         trial, spec, verdict = self.running.pop(ref)
-        self.inflight.pop(spec.spec_id, None)
-        attached = self.attached.pop(spec.spec_id, [])
+        key = _result_key(spec.spec_id, trial.user_attrs["evaluator_key"])
+        self.inflight.pop(key, None)
+        attached = self.attached.pop(key, [])
         reason = None
         try:
             out = ray.get(ref)
@@ -467,7 +485,7 @@ class _Driver:
                                  f"{reason}")
             return
         self._record(trial, spec, verdict, out)
-        result = self.results_by_spec.get(spec.spec_id)
+        result = self.results_by_spec.get(key)
         for other, other_verdict in attached:
             if result is None:  # infeasible by latency
                 self.tell_infeasible(other, self._with_latency(
@@ -512,7 +530,18 @@ class _Driver:
             return
         self.tell_ok(trial, verdict, attrs)
         self._end_shadow(trial.number, optuna.trial.TrialState.COMPLETE, attrs["accuracy"])
-        self.results_by_spec.setdefault(spec.spec_id, {**attrs, "trial": trial.number})
+        self.results_by_spec.setdefault(_result_key(spec.spec_id,
+                                                    trial.user_attrs["evaluator_key"]),
+                                        {**attrs, "trial": trial.number})
+
+
+def _evaluator_key(evaluator: Any) -> str:
+    """A short hash of an evaluator section: trials share results only under the same one."""
+    return hashlib.sha256(evaluator.model_dump_json().encode()).hexdigest()[:8]
+
+
+def _result_key(spec_id: str, evaluator_key: str) -> str:
+    return f"{spec_id}/{evaluator_key}"
 
 
 def _duplicate_attrs(result: dict[str, Any]) -> dict[str, Any]:

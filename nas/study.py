@@ -16,7 +16,7 @@ from typing import Any
 
 from mobilevit import ArchSpec, SpecError, get_fixed_point, load_spec
 from nas.budget import BudgetGate
-from nas.config import StudyConfig, StudyError, load_study, parse_study
+from nas.config import StudyConfig, StudyError, deep_merge, load_study, parse_study
 from search_spaces import MobileViTSpace, SpaceError
 
 CONFIG_FILE = "study.yaml"
@@ -26,11 +26,19 @@ BRUTE_FORCE_LIMIT = 100_000
 
 @dataclass(frozen=True)
 class FixedTrial:
-    """A named design evaluated as a trial of the study."""
+    """A named design evaluated as a trial of the study.
+
+    ``params`` are its values in the search space, or None for an ablation row the space cannot
+    express (it is then built from ``spec`` directly); ``evaluator`` is the row's own evaluator
+    section when it changes the study's (None: the study's); ``published`` the paper's figures
+    for an ablation row.
+    """
 
     name: str
     spec: ArchSpec
-    params: dict[str, Any]
+    params: dict[str, Any] | None
+    evaluator: Any = None
+    published: Any = None
 
 
 @dataclass(frozen=True)
@@ -117,24 +125,9 @@ def prepare(config: StudyConfig, source: str, *, base_dir: Path | None = None,
         space = MobileViTSpace(config.space, num_classes=num_classes, resolution=resolution)
     except SpaceError as exc:
         raise StudyError(f"{source}: {exc}") from None
-    fixed = []
-    for i, entry in enumerate(config.fixed_trials):
-        where = f"{source}: fixed_trials[{i}]"
-        try:
-            if entry.endswith(".json"):
-                path = Path(entry) if Path(entry).is_absolute() else (base_dir or Path()) / entry
-                spec = load_spec(path)
-            else:
-                spec = get_fixed_point(entry).spec
-        except SpecError as exc:
-            raise StudyError(f"{where}: {exc}") from None
-        spec = spec.replace(num_classes=num_classes, resolution=resolution)
-        try:
-            params = space.params_for(spec)
-        except SpaceError as exc:
-            raise StudyError(f"{where}={entry}: {exc}") from None
-        fixed.append(FixedTrial(Path(entry).stem if entry.endswith(".json") else entry, spec,
-                                params))
+    fixed = [_fixed_trial(config, entry, f"{source}: fixed_trials[{i}]", space, base_dir,
+                          num_classes)
+             for i, entry in enumerate(config.fixed_trials)]
     if config.trials is not None and config.trials < len(fixed):
         raise StudyError(f"{source}: trials={config.trials}: fewer than the {len(fixed)} fixed "
                          "trials")
@@ -154,6 +147,64 @@ def prepare(config: StudyConfig, source: str, *, base_dir: Path | None = None,
                             "and not trained")
     out = run_dir or Path(config.output or Path("runs") / config.name)
     return PreparedStudy(config, source, out.resolve(), space, tuple(fixed), tuple(warnings))
+
+
+def _base_spec(model: str, base_dir: Path | None) -> ArchSpec:
+    if model.endswith(".json"):
+        path = Path(model) if Path(model).is_absolute() else (base_dir or Path()) / model
+        return load_spec(path)
+    return get_fixed_point(model).spec
+
+
+def _tuples(value: Any) -> Any:
+    # YAML lists stand for the spec's tuples (patch_size, fusion)
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def changed_blocks(spec: ArchSpec, blocks: dict[str, Any] | list[dict[str, Any]]) -> ArchSpec:
+    """``spec`` with its MobileViT blocks changed: every block (a mapping) or each block in
+    order (a list of mappings, one per block)."""
+    if isinstance(blocks, dict):
+        return spec.with_blocks(**{k: _tuples(v) for k, v in blocks.items()}) if blocks else spec
+    stages = [i for i, st in enumerate(spec.stages) if st.block is not None]
+    if len(blocks) != len(stages):
+        raise SpecError(f"blocks: {len(blocks)} changes for the {len(stages)} MobileViT blocks")
+    for stage, changes in zip(stages, blocks, strict=True):
+        spec = spec.with_block(stage, **{k: _tuples(v) for k, v in changes.items()})
+    return spec
+
+
+def _fixed_trial(config: StudyConfig, entry: Any, where: str, space: MobileViTSpace,
+                 base_dir: Path | None, num_classes: int) -> FixedTrial:
+    """One fixed trial: its spec (with the row's block changes), its place in the space, and
+    the row's evaluator section."""
+    from nas.config import FixedTrialConfig, fixed_trial_name
+
+    row = entry if isinstance(entry, FixedTrialConfig) else None
+    model = row.model if row else entry
+    try:
+        spec = _base_spec(model, base_dir)
+        if row is not None and row.blocks:
+            spec = changed_blocks(spec, row.blocks)
+    except (SpecError, TypeError) as exc:
+        text = str(exc).split("\n")[0]
+        raise StudyError(f"{where}: {text}") from None
+    spec = spec.replace(num_classes=num_classes, resolution=config.budget.resolution)
+    try:
+        params = space.params_for(spec)
+    except SpaceError as exc:
+        if config.ablation is None:
+            hint = ("; only an ablation (a study with an `ablation` section) may hold fixed "
+                    "trials outside the search space" if row is not None and row.blocks else "")
+            raise StudyError(f"{where}={fixed_trial_name(entry)}: {exc}{hint}") from None
+        params = None  # an ablation row may lie outside the search space
+    evaluator = None
+    if row is not None and row.evaluator:
+        merged = deep_merge(config.evaluator.model_dump(mode="json"), row.evaluator)
+        evaluator = parse_study({**config.model_dump(mode="json"), "evaluator": merged},
+                                f"{where}.evaluator (merged into the study's)").evaluator
+    return FixedTrial(fixed_trial_name(entry), spec, params, evaluator,
+                      row.published if row else None)
 
 
 def _check_budget_reachable(config: StudyConfig, source: str) -> None:

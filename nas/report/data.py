@@ -66,6 +66,8 @@ class ReportData:
     published_latency_on_own_axis: bool
     notes: dict[str, str]
     generated: str
+    ablation: Any = None  # the ablation table (nas.ablation.ablation_table), for an ablation
+    orderings: list[Any] = dataclasses.field(default_factory=list)
 
     def tables(self) -> dict[str, Any]:
         """The CSV tables of the report, by figure id."""
@@ -82,6 +84,7 @@ class ReportData:
             "parallel_coordinates": self.parallel,
             "importance": self.importance,
             "pareto_trials": self.pareto_table,
+            **({"ablation": self.ablation} if self.ablation is not None else {}),
         }
 
 
@@ -358,5 +361,12 @@ def load_report_data(run_dir: str | Path, *,
         if path.exists():
             specs[spec_id] = load_spec(path)
     importance, note = param_importances(study)
-    return build_report_data(frame, config, run_dir=run_dir, specs=specs, importance=importance,
+    data = build_report_data(frame, config, run_dir=run_dir, specs=specs, importance=importance,
                              importance_note=note, reference=reference)
+    if config.ablation is not None:
+        from nas.ablation import ablation_table, orderings
+        from nas.study import load
+
+        data.ablation = ablation_table(frame, config, load(run_dir).fixed)
+        data.orderings = orderings(data.ablation)
+    return data

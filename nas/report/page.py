@@ -147,6 +147,16 @@ PARETO_COLUMNS = [("number", "trial", "d"), ("label", "design", ""), ("family", 
                   ("accuracy", "accuracy", ".2f"), ("latency_ms", "latency (ms)", ".2f"),
                   ("params_m", "params (M)", ".3f"), ("macs_g", "MACs (G)", ".3f"),
                   ("summary", "architecture", "")]
+ABLATION_COLUMNS = [("row", "row", ""), ("published_params_m", "paper params (M)", ".1f"),
+                    ("params_m", "our params (M)", ".3f"),
+                    ("published_latency_ms", "paper latency (ms)", ".2f"),
+                    ("latency_ms", "our latency (ms)", ".2f"),
+                    ("latency_delta_pct", "latency Δ (%)", "+.1f"),
+                    ("published_top1", "paper top-1", ".1f"),
+                    ("published_top1_vs_baseline", "paper Δ", "+.1f"),
+                    ("accuracy", "our accuracy", ".2f"),
+                    ("accuracy_vs_baseline", "our Δ", "+.2f"), ("status", "status", ""),
+                    ("note", "note", "")]
 PROBLEM_COLUMNS = [("number", "trial", "d"), ("status", "outcome", ""),
                    ("fail_reason", "reason", "")]
 
@@ -173,6 +183,20 @@ def render_html(data: ReportData, figures: Mapping[str, Any], *, refresh_s: floa
             f'<div class="figure" id="fig-{fid}"></div>'
             f'<p class="caption">{html.escape(_caption(data, fid))} '
             f'<a href="data/{fid}.csv">data (CSV)</a></p></section>')
+    ablation = ""
+    if data.ablation is not None:
+        ab = cfg.ablation
+        verdicts = "".join(f"<li>{html.escape(o.text())}</li>" for o in data.orderings)
+        fidelity = next((f for f in data.ablation["fidelity"] if f), "the study's fidelity")
+        ablation = (
+            f'<section class="card wide" id="ablation"><h2>Ablation: {html.escape(ab.paper)}'
+            f'</h2><p class="caption">{html.escape(ab.question)} Paper: {html.escape(ab.setting)}'
+            f'. Ours: exact parameter counts, latency from the study\'s oracle, accuracy at '
+            f'{html.escape(fidelity)}. Δ: against the baseline row '
+            f'({html.escape(ab.baseline)}).</p><div class="scroll">'
+            + _table(data.ablation, ABLATION_COLUMNS, table_id="ablation-table")
+            + f'</div><ul class="verdicts">{verdicts}</ul><p class="caption">'
+            '<a href="data/ablation.csv">data (CSV)</a></p></section>')
     pareto = data.pareto_table
     problems = data.trials[data.trials["status"].isin(("failed", "interrupted"))]
     infeasible = data.trials[data.trials["status"] == "infeasible"]
@@ -183,7 +207,7 @@ def render_html(data: ReportData, figures: Mapping[str, Any], *, refresh_s: floa
         title=html.escape(f"{cfg.name}: MobileViT NAS report"),
         name=html.escape(cfg.name),
         description=html.escape(cfg.description.strip()),
-        status=status, cards="".join(cards),
+        status=status, cards=ablation + "".join(cards),
         pareto_count=len(pareto),
         pareto_table=_table(pareto, PARETO_COLUMNS, table_id="pareto", copy_column="export")
         if len(pareto) else "<p>No completed trials yet.</p>",
