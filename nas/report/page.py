@@ -375,12 +375,15 @@ document.querySelectorAll("table.sortable th[data-col]").forEach(th => {{
 document.querySelectorAll("button.copy").forEach(b => {{
   b.addEventListener("click", () => {{
     const text = b.dataset.cmd, done = () => {{ b.textContent = "copied"; }};
-    if (navigator.clipboard && window.isSecureContext) {{
-      navigator.clipboard.writeText(text).then(done);
-    }} else {{
+    const fallback = () => {{  // no clipboard API (a page opened from disk, say)
       const area = document.createElement("textarea");
       area.value = text; document.body.appendChild(area); area.select();
       document.execCommand("copy"); area.remove(); done();
+    }};
+    if (navigator.clipboard && window.isSecureContext) {{
+      navigator.clipboard.writeText(text).then(done, fallback);
+    }} else {{
+      fallback();
     }}
   }});
 }});

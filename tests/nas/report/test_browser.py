@@ -47,3 +47,35 @@ def test_a_report_with_every_outcome_renders(tmp_path, chromium):
     files = write_report("runs/x", output=tmp_path / "report", data=data)
     check = check_page(files.html, screenshot=tmp_path / "all.png", executable=chromium)
     _assert_clean(check)
+
+
+def test_the_pareto_table_sorts_and_copies_export_commands(smoke_run, tmp_path, chromium):
+    from playwright.sync_api import sync_playwright
+
+    files = write_report(smoke_run, output=tmp_path / "report")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(files.html.resolve().as_uri())
+            page.wait_for_function("window.nasReport && window.nasReport.rendered === true")
+
+            def column(i):
+                return [float(x) for x in page.eval_on_selector_all(
+                    f"#pareto tbody tr td:nth-child({i + 1})",
+                    "cells => cells.map(c => c.dataset.sort)")]
+
+            accuracy = 3  # the table's accuracy column
+            page.click(f"#pareto th[data-col='{accuracy}']")
+            assert column(accuracy) == sorted(column(accuracy))
+            page.click(f"#pareto th[data-col='{accuracy}']")
+            assert column(accuracy) == sorted(column(accuracy), reverse=True)
+            button = page.locator("#pareto button.copy").first
+            command = button.get_attribute("data-cmd")
+            assert command.startswith(f"nas export {smoke_run} --trial ")
+            button.click()
+            page.wait_for_function(
+                "() => document.querySelector('#pareto button.copy').textContent === 'copied'",
+                timeout=10_000)
+        finally:
+            browser.close()
