@@ -47,6 +47,23 @@ def smoke_fidelity(config: StudyConfig) -> StudyConfig:
     return parse_study(data, f"{config.name} (smoke fidelity)")
 
 
+FIDELITY_FIELDS = ("evaluator", "latency", "workers", "pruner", "seed")
+
+
+def with_fidelity(config: StudyConfig, path: str | Path) -> StudyConfig:
+    """``config`` measured as the study file ``path`` measures: its evaluator, latency oracle,
+    workers, pruner and seed replace the ablation's (the rows' own changes still apply)."""
+    from nas.config import _read_yaml
+
+    data = _read_yaml(Path(path))
+    if not isinstance(data, dict) or not any(k in data for k in FIDELITY_FIELDS):
+        raise StudyError(f"--fidelity {path}: expected a study file with some of "
+                         f"{', '.join(FIDELITY_FIELDS)}")
+    merged = {**config.model_dump(mode="json"),
+              **{k: data[k] for k in FIDELITY_FIELDS if k in data}}
+    return parse_study(merged, f"{config.name} with --fidelity {path}")
+
+
 def _pct(ours: Any, published: Any) -> float | None:
     if ours is None or published is None or ours != ours or not published:
         return None
@@ -138,7 +155,9 @@ class Ordering:
         if len(self.rows) < 2:
             return f"{self.metric}: fewer than two rows with both figures; no order to compare"
         verdict = "same order as the paper" if self.same else "order differs from the paper"
-        return (f"{self.metric}: {verdict} (Kendall tau {self.kendall_tau:+.2f}); paper "
+        tau = "undefined: all ours equal" if self.kendall_tau is None else \
+            f"{self.kendall_tau:+.2f}"
+        return (f"{self.metric}: {verdict} (Kendall tau {tau}); paper "
                 f"{' > '.join(self.paper)}; ours {' > '.join(self.ours)}")
 
 

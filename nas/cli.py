@@ -134,12 +134,13 @@ def cmd_ablations(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from nas.ablation import ablation_files, smoke_fidelity, write_ablation
+    from nas.ablation import ablation_files, smoke_fidelity, with_fidelity, write_ablation
     from nas.errors import NasError
     from nas.runner import run_study
     from nas.study import load, prepare
 
     files = ablation_files(args.dir)
+    args.output = args.output or ("runs/ablations-smoke" if args.smoke else "runs/ablations")
     if args.names:
         known = {p.stem: p for p in files}
         unknown = [n for n in args.names if n not in known]
@@ -157,20 +158,24 @@ def cmd_ablations(args: argparse.Namespace) -> int:
               "[--smoke] [NAME ...]")
         return 0
     tables = []
+    folder = Path(args.output)
     for path, p in zip(files, prepared, strict=True):
+        config = p.config
+        if args.fidelity:
+            config = with_fidelity(config, args.fidelity)
         if args.smoke:
-            config = smoke_fidelity(p.config)
-            p = prepare(config, str(path), base_dir=path.parent,
-                        run_dir=Path("runs") / "ablations-smoke" / path.stem)
+            config = smoke_fidelity(config)
+        if config is not p.config:
+            p = prepare(config, str(path), base_dir=path.parent, run_dir=folder / path.stem)
         else:
-            p = dataclasses.replace(p, run_dir=Path("runs") / "ablations" / path.stem)
+            p = dataclasses.replace(p, run_dir=folder / path.stem)
         summary = run_study(p, stream=None if args.quiet else sys.stderr)
         table, text = write_ablation(p.run_dir)
         print(text + f"\nwrote {p.run_dir / 'ablation.csv'}\n", flush=True)
         tables.append(table.assign(ablation=path.stem))
         if summary.stopped_by == "interrupted":
             return 130
-    out = Path("runs") / ("ablations-smoke" if args.smoke else "ablations") / "ablations.csv"
+    out = folder / "ablations.csv"
     pd.concat(tables, ignore_index=True).to_csv(out, index=False)
     print(f"wrote {out} ({len(tables)} ablations)")
     return 0
@@ -391,9 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("ablations", cmd_ablations)
     p.add_argument("names", nargs="*", help="ablations to run (default: all)")
-    p.add_argument("--run", action="store_true", help="run them (each in runs/ablations/NAME)")
+    p.add_argument("--run", action="store_true", help="run them (each in OUTPUT/NAME)")
     p.add_argument("--smoke", action="store_true",
                    help="at the smoke fidelity (seconds per row; the numbers mean nothing)")
+    p.add_argument("--fidelity", default=None, metavar="FILE",
+                   help="a study file whose evaluator, latency, workers, pruner and seed replace "
+                        "the ablations' (e.g. studies/ablations/_cifar10_proxy.yaml)")
+    p.add_argument("-o", "--output", default=None,
+                   help="folder of the run folders (default: runs/ablations, or "
+                        "runs/ablations-smoke with --smoke)")
     p.add_argument("--dir", default="studies/ablations", help="where the ablation files are")
     p.add_argument("--quiet", action="store_true", help="no progress display")
 

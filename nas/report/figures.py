@@ -199,7 +199,7 @@ def accuracy_latency(data: ReportData) -> Any:
     if own_y:
         extra["yaxis2"] = dict(title="published ImageNet-1k top-1 (%)", overlaying="y",
                                side="right", showgrid=False, ticks="outside", tickmode="auto")
-    device = _device(data)
+    device = oracle_label(data)
     _layout(fig, height=580, xaxis_title=f"latency (ms){', ' + device if device else ''}",
             yaxis_title=data.accuracy_label,
             legend=dict(orientation="v", x=1.08 if own_y else 1.0, xanchor="left", y=1),
@@ -208,7 +208,8 @@ def accuracy_latency(data: ReportData) -> Any:
     return fig
 
 
-def _device(data: ReportData) -> str:
+def oracle_label(data: ReportData) -> str:
+    """The latency oracle of the trials (backend and device) when they share one, else ""."""
     oracles = data.trials["oracle"].dropna()
     oracles = oracles[oracles != ""].unique()
     return oracles[0] if len(oracles) == 1 else ""

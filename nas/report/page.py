@@ -87,7 +87,7 @@ def _status_line(data: ReportData) -> list[tuple[str, str]]:
     fidelity = fidelity[fidelity != ""]
     if len(fidelity):
         items.append(("fidelity", str(fidelity.mode().iloc[0])))
-    oracle = figs._device(data)
+    oracle = figs.oracle_label(data)
     if oracle:
         items.append(("latency oracle", oracle))
     b = cfg.budget

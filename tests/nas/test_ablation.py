@@ -160,3 +160,27 @@ def test_nas_ablations_lists_them(capsys):
     assert "Table 6" in out
     assert main(["ablations", "--dir", str(ABLATIONS), "--run", "nope"]) == 2
     assert "nope: no such ablation" in capsys.readouterr().err
+
+
+def test_another_fidelity_replaces_the_evaluator_and_keeps_the_rows_changes(tmp_path):
+    from nas.ablation import with_fidelity
+
+    config = load(ABLATIONS / "v1_weight_decay.yaml").config
+    cifar = with_fidelity(config, ABLATIONS / "_cifar10_proxy.yaml")
+    assert cifar.evaluator.dataset.kind == "cifar10" and cifar.workers.gpus_per_trial == 1
+    assert cifar.fixed_trials == config.fixed_trials and cifar.ablation == config.ablation
+    # the rows' recipe changes are merged into the new evaluator when the study is prepared
+    data = tmp_path / "data"
+    (data / "cifar-10-batches-py").mkdir(parents=True)
+    from tests.nas.test_study import _cifar_archive
+
+    _cifar_archive(data, "cifar10")
+    local = cifar.model_copy(update={"evaluator": cifar.evaluator.model_copy(update={
+        "dataset": cifar.evaluator.dataset.model_copy(update={"path": str(data)})})})
+    rows = {f.name: f for f in prepare(local, "t", run_dir=tmp_path / "run").fixed}
+    assert rows["wd 0.1"].evaluator.recipe.weight_decay == 0.1
+    assert rows["wd 0.1"].evaluator.dataset.kind == "cifar10"
+    not_a_study = tmp_path / "x.yaml"
+    not_a_study.write_text("foo: 1\n")
+    with pytest.raises(StudyError, match="--fidelity .*x.yaml: expected a study file"):
+        with_fidelity(config, not_a_study)
