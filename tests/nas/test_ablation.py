@@ -171,7 +171,6 @@ def test_another_fidelity_replaces_the_evaluator_and_keeps_the_rows_changes(tmp_
     assert cifar.fixed_trials == config.fixed_trials and cifar.ablation == config.ablation
     # the rows' recipe changes are merged into the new evaluator when the study is prepared
     data = tmp_path / "data"
-    (data / "cifar-10-batches-py").mkdir(parents=True)
     from tests.nas.test_study import _cifar_archive
 
     _cifar_archive(data, "cifar10")
