@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.config import StudyConfig, StudyError, deep_merge, parse_study
+from nas.results import format_cell
 
 ABLATIONS_DIR = Path("studies") / "ablations"
 
@@ -53,9 +54,9 @@ FIDELITY_FIELDS = ("evaluator", "latency", "workers", "pruner", "seed")
 def with_fidelity(config: StudyConfig, path: str | Path) -> StudyConfig:
     """``config`` measured as the study file ``path`` measures: its evaluator, latency oracle,
     workers, pruner and seed replace the ablation's (the rows' own changes still apply)."""
-    from nas.config import _read_yaml
+    from nas.config import read_study_data
 
-    data = _read_yaml(Path(path))
+    data = read_study_data(Path(path))
     if not isinstance(data, dict) or not any(k in data for k in FIDELITY_FIELDS):
         raise StudyError(f"--fidelity {path}: expected a study file with some of "
                          f"{', '.join(FIDELITY_FIELDS)}")
@@ -202,12 +203,7 @@ def table_text(table: Any, config: StudyConfig) -> str:
     """The table as printed in the terminal, with its source and the ordering verdicts."""
     import pandas as pd
 
-    def fmt(value: Any, spec: str) -> str:
-        if value is None or (isinstance(value, float) and value != value):
-            return "-"
-        return format(value, spec) if spec else str(value)
-
-    shown = pd.DataFrame({header: [fmt(v, spec) for v in table[col]]
+    shown = pd.DataFrame({header: [format_cell(v, spec) for v in table[col]]
                           for col, header, spec in TERMINAL_COLUMNS})
     ab = config.ablation
     fidelity = next((f for f in table["fidelity"] if f), "")
@@ -232,7 +228,8 @@ def write_ablation(run_dir: str | Path) -> tuple[Any, str]:
 
     run_dir = Path(run_dir)
     prepared = load(run_dir)
-    study, config = open_run(run_dir)
+    study, _ = open_run(run_dir)
+    config = prepared.config
     table = ablation_table(trials_frame(study), config, prepared.fixed)
     table.to_csv(run_dir / "ablation.csv", index=False)
     return table, table_text(table, config)

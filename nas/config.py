@@ -514,7 +514,7 @@ def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> Any:
+def read_study_data(path: Path, chain: tuple[Path, ...] = ()) -> Any:
     """A study file's data, with the file it ``extends`` (a path relative to it) merged under."""
     import yaml
 
@@ -538,7 +538,7 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> Any:
         parent = path.parent / str(data.pop("extends"))
         if parent.resolve() in {p.resolve() for p in (*chain, path)}:
             raise StudyError(f"{path}: extends={parent}: the files extend each other")
-        base = _read_yaml(parent, (*chain, path))
+        base = read_study_data(parent, (*chain, path))
         if not isinstance(base, dict):
             raise StudyError(f"{parent}: expected a mapping of study fields")
         data = deep_merge(base, data)
@@ -552,7 +552,7 @@ def load_study(path: str | Path) -> StudyConfig:
     file's fields over that one's, mappings key by key.
     """
     path = Path(path)
-    data = _read_yaml(path)
+    data = read_study_data(path)
     if isinstance(data, dict) and "name" not in data:
         data = {"name": path.stem, **data}
     return parse_study(data, str(path))

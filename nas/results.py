@@ -31,6 +31,13 @@ def open_run(run_dir: str | Path) -> tuple[Any, StudyConfig]:
     return study, config
 
 
+def format_cell(value: Any, spec: str = "") -> str:
+    """A table cell: ``value`` in format ``spec``, ``-`` when missing (None or NaN)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return format(value, spec) if spec else str(value)
+
+
 def describe_fidelity(provenance: dict[str, Any] | None) -> str:
     """One line saying how an accuracy was obtained, e.g. ``proxy_train, 3 epochs at 64 px on
     procedural (1600 images)``; empty when the trial was not evaluated."""

@@ -61,7 +61,6 @@ class ReportData:
     importance: Any
     pareto_table: Any
     accuracy_label: str
-    latency_label: str
     published_accuracy_on_own_axis: bool
     published_latency_on_own_axis: bool
     notes: dict[str, str]
@@ -71,13 +70,16 @@ class ReportData:
 
     def tables(self) -> dict[str, Any]:
         """The CSV tables of the report, by figure id."""
-        trials = self.trials
-        own = trials[[c for c in FIGURE_COLUMNS if c in trials]]
-        pub = self.published.assign(series="published")
+        import pandas as pd
+
+        own = self.trials[[c for c in FIGURE_COLUMNS if c in self.trials]]
+        # the three accuracy figures draw from the same trials and published models
+        points = pd.concat([own.assign(series="trial"), self.published.assign(series="published")],
+                           ignore_index=True, sort=False)
         return {
-            "accuracy_latency": _stack(own.assign(series="trial"), pub),
-            "accuracy_params": _stack(own.assign(series="trial"), pub),
-            "accuracy_macs": _stack(own.assign(series="trial"), pub),
+            "accuracy_latency": points,
+            "accuracy_params": points,
+            "accuracy_macs": points,
             "pareto_front": self.front,
             "hypervolume": self.hypervolume,
             "progress": self.progress,
@@ -91,12 +93,6 @@ class ReportData:
 FIGURE_COLUMNS = ["number", "status", "label", "family", "accuracy", "latency_ms",
                   "latency_err_ms", "params", "macs", "front", "pareto", "fidelity", "oracle",
                   "spec_id", "summary", "fail_reason"]
-
-
-def _stack(a: Any, b: Any) -> Any:
-    import pandas as pd
-
-    return pd.concat([a, b], ignore_index=True, sort=False)
 
 
 def short_name(name: str) -> str:
@@ -249,7 +245,7 @@ def _accuracy_label(config: StudyConfig) -> str:
     return "top-1 accuracy (%)"
 
 
-def _comparable_accuracy(trials: Any, config: StudyConfig) -> bool:
+def _comparable_accuracy(config: StudyConfig) -> bool:
     """Whether our accuracies are ImageNet-1k top-1 from full training (the papers' metric)."""
     ev = config.evaluator
     if ev.kind != "train":
@@ -313,8 +309,7 @@ def build_report_data(frame: Any, config: StudyConfig, *, run_dir: str | Path | 
         reference=reference, progress=_progress(trials), parallel=parallel,
         importance=importance, pareto_table=_pareto_table(trials, shown_dir),
         accuracy_label=_accuracy_label(config),
-        latency_label="latency (ms)",
-        published_accuracy_on_own_axis=not _comparable_accuracy(trials, config),
+        published_accuracy_on_own_axis=not _comparable_accuracy(config),
         published_latency_on_own_axis=not _iphone_latency(trials),
         notes=notes,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))

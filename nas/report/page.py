@@ -15,6 +15,7 @@ from typing import Any
 from nas.errors import NasError
 from nas.report import figures as figs
 from nas.report.data import ReportData, load_report_data
+from nas.results import format_cell
 
 STATIC_FORMATS = ("png", "svg")
 
@@ -45,12 +46,6 @@ class ReportFiles:
     html: Path
     data: dict[str, Path]
     static: dict[str, Path]
-
-
-def _fmt(value: Any, spec: str = "") -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "-"
-    return format(value, spec)
 
 
 def _counts(trials: Any) -> dict[str, int]:
@@ -130,8 +125,7 @@ def _table(frame: Any, columns: list[tuple[str, str, str]], *, table_id: str,
         cells = []
         for column, _, spec in columns:
             value = row.get(column)
-            shown = _fmt(value, spec) if spec else ("-" if value is None or value != value
-                                                      else str(value))
+            shown = format_cell(value, spec)
             sort = value if isinstance(value, (int, float)) and value == value else shown
             cells.append(f'<td data-sort="{html.escape(str(sort))}">{html.escape(shown)}</td>')
         if copy_column:
