@@ -11,7 +11,10 @@ early-stopping schedulers are for the multi-fidelity evaluator (a later issue).
 
 A study is resumable at any point: the storage holds every trial; trials left RUNNING by a killed
 session are marked failed ("interrupted") and their parameters re-queued; fixed trials are
-enqueued once, by name. A run is finished when it has ``trials`` evaluated trials (trained, or
+enqueued once, by name. One driver holds a run folder at a time (nas.lease); several drivers in
+their own folders cooperate on one PostgreSQL study through heartbeats and an advisory lock, and a
+worker writes its trial's checkpoint only while the storage says its attempt is current
+(nas.worker). A run is finished when it has ``trials`` evaluated trials (trained, or
 failed while training); candidates rejected by the budget gate are recorded as infeasible
 constraint violations and do not count, so the sampler learns from them at no training cost.
 """
@@ -22,7 +25,10 @@ import hashlib
 import json
 import math
 import os
+import shutil
+import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +37,8 @@ from typing import Any, TextIO
 from mobilevit import SpecError
 from nas.budget import BudgetGate, Verdict, invalid_verdict
 from nas.config import StudyConfig, StudyError
+from nas.faults import kill_point
+from nas.lease import Heartbeat, RunLock, StaleTrials, StudyLock
 from nas.pruning import EpochReporter, make_pruner
 from nas.study import (
     PreparedStudy,
@@ -41,7 +49,7 @@ from nas.study import (
     with_overrides,
     write_config,
 )
-from nas.worker import TrialTask, execute
+from nas.worker import AttemptFence, TrialTask, execute
 
 
 @dataclass
@@ -253,7 +261,10 @@ class _Driver:
         self.space = prepared.space
         self.gate = BudgetGate(config.budget)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = open_storage(config, self.run_dir)
+        self.stale = StaleTrials()
+        storage = open_storage(config, self.run_dir, on_stale=self.stale)
+        # Read-then-write steps of cooperating drivers on one PostgreSQL study run under this.
+        self.lock = StudyLock(storage, config.name)
         try:  # loading first: a journal records every create_study call, even a duplicate one
             self.study = optuna.load_study(study_name=config.name, storage=storage)
         except KeyError:
@@ -275,8 +286,9 @@ class _Driver:
         self.evaluators: dict[str, Any] = {}  # evaluator key -> evaluator (rows may differ)
         existing = self.study.get_trials(deepcopy=False)
         # Re-seed per session so a resumed study does not replay its first samples (an Optuna
-        # pitfall); the first session uses the study seed itself.
-        self.sampler = make_sampler(config, config.seed + len(existing))
+        # pitfall); the first session uses the study seed itself. Drivers that start together
+        # on one PostgreSQL study see the same trials: their index tells their seeds apart.
+        self.sampler = make_sampler(config, config.seed + len(existing) + self._register())
         self.study.sampler = self.sampler
         self.results_by_spec: dict[str, dict[str, Any]] = {}
         for t in existing:
@@ -284,54 +296,101 @@ class _Driver:
                 key = _result_key(t.user_attrs["spec_id"],
                                   t.user_attrs.get("evaluator_key", self.evaluator_key))
                 self.results_by_spec.setdefault(key, _result_attrs(t))
-        self.running: dict[Any, tuple[Any, Any, Verdict]] = {}  # task -> trial, spec, verdict
+        # task -> trial, spec, verdict, checkpoint folder
+        self.running: dict[Any, tuple[Any, Any, Verdict, Path]] = {}
         self.shadow_trials: dict[int, Any] = {}  # trial number -> its shadow trial
+        self._beating: dict[int, list[int]] = {}  # trial number -> storage ids to heartbeat
+        self._beat_lock = threading.Lock()
+        self.heartbeat = Heartbeat(storage, config.workers.heartbeat_seconds, self._beat_ids)
+        self.last_reap = time.monotonic()
         # Trials whose network is being evaluated for another trial right now, by spec id.
         self.inflight: dict[str, Any] = {}
         self.attached: dict[str, list[tuple[Any, Verdict]]] = {}
         self.session_infeasible = 0
         self.new_trials = 0
+        self.messages: list[str] = []  # for the progress stream
+
+    def _register(self) -> int:
+        """This driver's index among the drivers that ran the study at once (0 on a journal,
+        where the run folder's lock makes it the only one)."""
+        if not self.lock.shared:
+            return 0
+        with self.lock.held():
+            index = int(self.study.user_attrs.get("drivers", 0))
+            self.study.set_user_attr("drivers", index + 1)
+        return 1_000_003 * index
+
+    def close(self) -> None:
+        self.heartbeat.stop()
+        self.lock.close()
 
     # -- bookkeeping ------------------------------------------------------------------------------
 
     def trials(self) -> list[Any]:
         return self.study.get_trials(deepcopy=False)
 
+    def _beat_ids(self) -> list[int]:
+        with self._beat_lock:
+            return [i for ids in self._beating.values() for i in ids]
+
+    def _beat(self, number: int, trial_id: int) -> None:
+        with self._beat_lock:
+            self._beating.setdefault(number, []).append(trial_id)
+        self.heartbeat.beat(trial_id)
+
+    def _unbeat(self, number: int) -> None:
+        with self._beat_lock:
+            self._beating.pop(number, None)
+
     def reap_interrupted(self) -> int:
-        """Fail the trials a killed session left RUNNING and queue their parameters again."""
+        """Fail the trials a dead driver left RUNNING and queue their parameters again.
+
+        With heartbeats (PostgreSQL), only trials whose heartbeat stopped: other drivers may be
+        running the rest. Without (the journal), every running trial: this driver holds the run
+        folder, so no other driver is running any."""
         import optuna
 
-        running = (optuna.trial.TrialState.RUNNING,)
-        stale = self.study.get_trials(deepcopy=False, states=running)
-        for t in stale:
-            self.requeue(t.number, t.params, t.user_attrs)
-        if self.shadow is not None:
-            for t in self.shadow.get_trials(deepcopy=False, states=running):
-                self.shadow.tell(t.number, state=optuna.trial.TrialState.FAIL,
+        with self.lock.held():
+            if self.heartbeat.enabled:
+                stale = self.stale.reap(self.study)
+                shadow = self.stale.reap(self.shadow) if self.shadow is not None else []
+            else:
+                running = (optuna.trial.TrialState.RUNNING,)
+                stale = self.study.get_trials(deepcopy=False, states=running)
+                shadow = (self.shadow.get_trials(deepcopy=False, states=running)
+                          if self.shadow is not None else [])
+            for t in stale:
+                self.requeue(t.number, t.params, t.user_attrs)
+            for t in shadow:
+                self.shadow.tell(t.number, state=optuna.trial.TrialState.FAIL,  # type: ignore
                                  skip_if_finished=True)
+        self.last_reap = time.monotonic()
         return len(stale)
 
     def requeue(self, number: int, params: dict[str, Any], attrs: dict[str, Any],
-                trial: Any = None) -> None:
+                trial: Any = None, reason: str = "interrupted: stopped by the user") -> None:
         """Fail an unfinished trial as interrupted and queue its parameters again."""
         import optuna
 
         if trial is not None:
             trial.set_user_attr("status", "interrupted")
-            trial.set_user_attr("fail_reason", "interrupted: stopped by the user")
+            trial.set_user_attr("fail_reason", reason)
         self.study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        self._unbeat(number)
         keep = {k: v for k, v in attrs.items() if k == "fixed_point"}
         self.study.enqueue_trial(params, user_attrs={**keep, "requeued_from": number})
 
     def enqueue_fixed(self) -> int:
-        """Enqueue the fixed trials not enqueued by an earlier session; returns how many."""
-        done = {t.user_attrs.get("fixed_point") for t in self.trials()}
-        added = 0
-        for fixed in self.prepared.fixed:
-            if fixed.name not in done:
-                self.study.enqueue_trial(fixed.params or {},
-                                         user_attrs={"fixed_point": fixed.name})
-                added += 1
+        """Enqueue the fixed trials not enqueued by an earlier session or another driver;
+        returns how many."""
+        with self.lock.held():
+            done = {t.user_attrs.get("fixed_point") for t in self.trials()}
+            added = 0
+            for fixed in self.prepared.fixed:
+                if fixed.name not in done:
+                    self.study.enqueue_trial(fixed.params or {},
+                                             user_attrs={"fixed_point": fixed.name})
+                    added += 1
         return added
 
     def pareto(self) -> list[Any]:
@@ -364,6 +423,7 @@ class _Driver:
         trial.set_user_attr("status", "infeasible")
         trial.set_user_attr("fail_reason", reason)
         self.study.tell(trial, _objective_values(self.config, metrics))
+        self._unbeat(trial.number)
         self.session_infeasible += 1
 
     def tell_failed(self, trial: Any, reason: str) -> None:
@@ -372,6 +432,7 @@ class _Driver:
         trial.set_user_attr("status", "failed")
         trial.set_user_attr("fail_reason", reason)
         self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        self._unbeat(trial.number)
         self._end_shadow(trial.number, optuna.trial.TrialState.FAIL)
         self.new_trials += 1
 
@@ -389,11 +450,14 @@ class _Driver:
         metrics = {"accuracy": attrs["accuracy"], "latency_ms": attrs.get("latency_ms"),
                    "params": verdict.params, "macs": verdict.macs}
         self.study.tell(trial, _objective_values(self.config, metrics))
+        self._unbeat(trial.number)
         self.new_trials += 1
 
     def dispatch(self, ray: Any, remote: Any, evaluator: Any, oracle: Any) -> bool:
         """Ask for one trial and start it (or settle it at once); False when nothing to ask."""
         trial = self.study.ask()
+        self._beat(trial.number, trial._trial_id)  # Optuna has no public accessor for the id
+        trial.set_user_attr("driver", f"{socket.gethostname()}:{os.getpid()}")
         fixed = self.fixed_by_name.get(trial.user_attrs.get("fixed_point"))
         try:
             # an ablation row outside the space is built from its spec, not from parameters
@@ -435,11 +499,12 @@ class _Driver:
         if self.shadow is not None:
             shadow_trial = self.shadow.ask()
             self.shadow_trials[trial.number] = shadow_trial
-            # Optuna has no public accessor for a trial's storage id, which Trial() needs.
+            self._beat(trial.number, shadow_trial._trial_id)
             reporter = EpochReporter(self.shadow.study_name, self.storage_address,
                                      shadow_trial._trial_id, self.config.pruner,
                                      getattr(ev_config, "epochs", 1),
                                      prunable="fixed_point" not in trial.user_attrs)
+        workdir = self.run_dir / "checkpoints" / f"{spec.spec_id}-{ev_key}"
         task = TrialTask(
             number=trial.number, spec_json=spec.to_json(),
             latency_spec_json=latency_spec.to_json(), seed=trial_seed(self.config, spec.spec_id),
@@ -448,12 +513,14 @@ class _Driver:
             max_latency_ms=self.config.budget.max_latency_ms,
             threads=max(1, int(self.config.workers.cpus_per_trial)),
             device="cuda" if self.config.workers.gpus_per_trial > 0 else "cpu",
-            workdir=str(self.run_dir / "checkpoints" / f"{spec.spec_id}-{ev_key}"),
-            reporter=reporter)
+            workdir=str(workdir), reporter=reporter,
+            fence=AttemptFence(self.storage_address, trial._trial_id),
+            driver_host=socket.gethostname(), driver_pid=os.getpid())
+        kill_point("dispatched")
         ref = remote.options(num_cpus=self.config.workers.cpus_per_trial,
                              num_gpus=self.config.workers.gpus_per_trial,
                              max_retries=0).remote(task)
-        self.running[ref] = (trial, spec, verdict)
+        self.running[ref] = (trial, spec, verdict, workdir)
         self.inflight[key] = ref
         return True
 
@@ -464,8 +531,11 @@ class _Driver:
         return Verdict(verdict.params, verdict.macs, constraints)
 
     def settle(self, ray: Any, ref: Any) -> None:
-        """Record the outcome of a finished task (and of the trials attached to it)."""
-        trial, spec, verdict = self.running.pop(ref)
+        """Record the outcome of a finished task (and of the trials attached to it); remove
+        the trial's checkpoint once its outcome is recorded, never before."""
+        import optuna
+
+        trial, spec, verdict, workdir = self.running.pop(ref)
         key = _result_key(spec.spec_id, trial.user_attrs["evaluator_key"])
         self.inflight.pop(key, None)
         attached = self.attached.pop(key, [])
@@ -476,15 +546,37 @@ class _Driver:
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
             text = str(cause).strip().splitlines()
             reason = f"{type(cause).__name__}: {text[0] if text else ''}"
+        except _node_lost(ray) as exc:
+            # The machine went away, not the candidate's fault: run it again on what is left
+            # (the checkpoint stays for the new attempt).
+            lost = f"interrupted: {type(exc).__name__}: the node running it died"
+            for other in (trial, *(t for t, _ in attached)):
+                self.requeue(other.number, other.params, other.user_attrs, other, reason=lost)
+                self._end_shadow(other.number, optuna.trial.TrialState.FAIL)
+            self.messages.append(f"trial {trial.number}: its node died; re-queued")
+            return
         except ray.exceptions.RayError as exc:
             reason = f"{type(exc).__name__}: the worker died (out of memory or killed)"
-        if reason is not None:
-            self.tell_failed(trial, reason)
-            for other, _ in attached:
-                self.tell_failed(other, f"the same network failed in trial {trial.number}: "
-                                 f"{reason}")
+        kill_point("returned")
+        try:
+            if reason is not None:
+                self.tell_failed(trial, reason)
+                for other, _ in attached:
+                    self.tell_failed(other, f"the same network failed in trial "
+                                     f"{trial.number}: {reason}")
+            else:
+                self._record(trial, spec, verdict, out)
+                self._settle_attached(attached, out, key)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another driver decided this driver was dead and re-queued the trial: its new
+            # attempt owns the result now (and the checkpoint).
+            self.messages.append(f"trial {trial.number} was re-queued by another driver while "
+                                 "it ran; this attempt's result is dropped")
             return
-        self._record(trial, spec, verdict, out)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    def _settle_attached(self, attached: list[tuple[Any, Verdict]], out: dict[str, Any],
+                         key: str) -> None:
         result = self.results_by_spec.get(key)
         for other, other_verdict in attached:
             if result is None:  # infeasible by latency
@@ -525,6 +617,7 @@ class _Driver:
                 trial.set_user_attr(key, value)
             trial.set_user_attr("status", "pruned")
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            self._unbeat(trial.number)
             self._end_shadow(trial.number, optuna.trial.TrialState.PRUNED)
             self.new_trials += 1
             return
@@ -533,6 +626,11 @@ class _Driver:
         self.results_by_spec.setdefault(_result_key(spec.spec_id,
                                                     trial.user_attrs["evaluator_key"]),
                                         {**attrs, "trial": trial.number})
+
+
+def _node_lost(ray: Any) -> tuple[type[BaseException], ...]:
+    """Ray's errors for a task whose node died (its worker process alone dying is another)."""
+    return (ray.exceptions.NodeDiedError,)
 
 
 def _evaluator_key(evaluator: Any) -> str:
@@ -598,6 +696,9 @@ def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: in
         workers: override the number of concurrent trials.
         resume: continue the run folder's stored study even if the study file has changed.
         stream: where progress goes (None for silence).
+
+    Raises:
+        StudyError: bad input, or another driver holds the run folder (one line naming it).
     """
     config = prepared.config
     if trials is not None or workers is not None:
@@ -605,7 +706,16 @@ def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: in
     config = check_run_folder(prepared, config, resume)
     new_run = stored_config(prepared.run_dir) is None
     ray = init_ray(config) if new_run else None  # reach Ray before creating the run folder
-    driver = _Driver(prepared, config)
+    with RunLock(prepared.run_dir):  # before the storage is opened (and a torn record cut)
+        driver = _Driver(prepared, config)
+        try:
+            return _drive(driver, prepared, config, ray, stream)
+        finally:
+            driver.close()
+
+
+def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: Any,
+           stream: TextIO | None) -> RunSummary:
     progress = Progress(stream, config.trials, 0)
     counts = count_trials(driver.trials())
     summary = RunSummary(prepared.run_dir, counts)
@@ -639,12 +749,16 @@ def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: in
                 else math.inf)
     stopping = ""
     last_draw = 0.0
+    driver.heartbeat.start()
     try:
         while True:
-            counts = count_trials(driver.trials())
+            if (driver.heartbeat.enabled and time.monotonic() - driver.last_reap
+                    > config.workers.heartbeat_seconds):
+                requeued = driver.reap_interrupted()
+                if requeued:
+                    progress.say(f"re-queued {requeued} trial(s) of a driver that stopped "
+                                 "heart-beating")
             while not stopping and len(driver.running) < config.workers.concurrent:
-                if target is not None and counts.evaluated + counts.running >= target:
-                    break
                 if time.monotonic() > deadline:
                     stopping = "time limit"
                     break
@@ -655,30 +769,45 @@ def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: in
                 if getattr(driver.sampler, "exhausted", False):
                     stopping = "every point of the grid was evaluated"
                     break
-                driver.dispatch(ray, remote, evaluator, oracle)
-                counts = count_trials(driver.trials())
+                # Counting and asking are one step: another driver may be asking right now.
+                with driver.lock.held():
+                    counts = count_trials(driver.trials())
+                    if target is not None and counts.evaluated + counts.running >= target:
+                        break
+                    driver.dispatch(ray, remote, evaluator, oracle)
                 if stream is not None and time.monotonic() - last_draw > 0.5:
-                    progress.update(counts, len(driver.pareto()), "")
+                    progress.update(count_trials(driver.trials()), len(driver.pareto()), "")
                     last_draw = time.monotonic()
+            counts = count_trials(driver.trials())
             if not driver.running:
-                break
+                # Other drivers' trials are still running: wait for them (or reap them if their
+                # driver dies) so that the study ends with its trials, then end together.
+                if (stopping or not counts.running or not driver.heartbeat.enabled
+                        or (target is not None and counts.evaluated >= target)):
+                    break
+                time.sleep(1.0)
+                continue
             done, _ = ray.wait(list(driver.running), num_returns=1, timeout=1.0)
             for ref in done:
                 driver.settle(ray, ref)
+            for message in driver.messages:
+                progress.say(message)
+            driver.messages.clear()
             counts = count_trials(driver.trials())
             if stream is not None:
                 progress.update(counts, len(driver.pareto()),
                                 driver.best_text() if done else "", force=bool(done))
     except KeyboardInterrupt:
         waiting = [t for group in driver.attached.values() for t, _ in group]
-        for ref, (trial, _, _) in list(driver.running.items()):
+        for ref, (trial, *_) in list(driver.running.items()):
             ray.cancel(ref, force=True)
             waiting.append(trial)
         import optuna
 
-        for trial in waiting:
-            driver.requeue(trial.number, trial.params, trial.user_attrs, trial)
-            driver._end_shadow(trial.number, optuna.trial.TrialState.FAIL)
+        with driver.lock.held():
+            for trial in waiting:
+                driver.requeue(trial.number, trial.params, trial.user_attrs, trial)
+                driver._end_shadow(trial.number, optuna.trial.TrialState.FAIL)
         driver.running.clear()
         progress.close()
         progress.say("interrupted: running trials were re-queued; run the same command to "

@@ -269,17 +269,25 @@ def with_overrides(config: StudyConfig, *, trials: int | None = None,
     return parse_study(data, "command line")
 
 
-def open_storage(config: StudyConfig, run_dir: Path, *, repair: bool = True) -> Any:
+def open_storage(config: StudyConfig, run_dir: Path, *, repair: bool = True,
+                 on_stale: Any = None) -> Any:
     """The study's Optuna storage: PostgreSQL when ``storage`` is set, else the run's journal.
 
     ``repair`` drops a torn last journal record (see :func:`repair_journal`); only a writer that
     owns the run may do that: a reader (a report of a running study) could cut a record that
-    the runner is still appending."""
+    the runner is still appending. ``on_stale`` (a driver's) turns on PostgreSQL heartbeats
+    with the study's ``workers.heartbeat_*`` settings and is called with each trial failed for
+    a stopped heartbeat (see :mod:`nas.lease`)."""
     import optuna
 
     if config.storage:
+        beats: dict[str, Any] = {}
+        if on_stale is not None:
+            beats = dict(heartbeat_interval=config.workers.heartbeat_seconds,
+                         grace_period=config.workers.heartbeat_grace_seconds,
+                         heartbeat_stale_trial_callback=on_stale)
         try:
-            return optuna.storages.RDBStorage(config.storage)
+            return optuna.storages.RDBStorage(config.storage, **beats)
         except ImportError:
             raise StudyError("storage: a postgresql:// URL needs a driver: pip install "
                              "'mobilevit-nas[postgres]'") from None

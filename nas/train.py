@@ -107,7 +107,9 @@ def _prepare(images: torch.Tensor, device: str, channels_last: bool) -> torch.Te
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
+    # A name of this process's own: two writers (a worker that outlived its driver and the
+    # attempt that replaced it) must never interleave their bytes in one temporary file.
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)  # a kill during the write leaves the previous checkpoint intact
 
@@ -125,8 +127,9 @@ def train(model: nn.Module, recipe: RecipeConfig, epochs: int, train_loader: Any
         val_loader: evaluation batches.
         device: "cpu" or "cuda".
         checkpoint: file to write after every epoch and to resume from when it exists.
-        on_epoch: called with (epoch, accuracy) after every epoch; returning False stops the
-            run early (a pruned trial).
+        on_epoch: called with (epoch, accuracy) after every epoch, before its checkpoint is
+            written; returning False stops the run early (a pruned trial) after the checkpoint,
+            raising stops it before.
 
     Raises:
         EvaluationError: the loss became NaN or infinite.
@@ -184,13 +187,15 @@ def train(model: nn.Module, recipe: RecipeConfig, epochs: int, train_loader: Any
         accuracy = top1(ema.model if ema is not None else model, val_loader, device,
                         channels_last)
         curve.append(accuracy)
+        # Before the checkpoint: a callback that raises (a superseded attempt) writes nothing.
+        go_on = on_epoch is None or on_epoch(epoch, accuracy)
         if checkpoint is not None:
             _save(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "scaler": scaler.state_dict(),
                                "ema": ema.model.state_dict() if ema is not None else None,
                                "rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step,
                                "images": images, "curve": curve})
-        if on_epoch is not None and not on_epoch(epoch, accuracy):
+        if not go_on:
             stopped = epoch + 1 < epochs
             break
     return TrainResult(curve=curve, steps=step, images=images, stopped_early=stopped,

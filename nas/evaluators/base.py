@@ -45,8 +45,9 @@ class Evaluator(Protocol):
 
         ``workdir`` is this trial's own folder (a checkpoint there is resumed); ``threads`` the
         CPU threads it may use; ``device`` "cpu" or "cuda"; ``on_epoch(epoch, accuracy)``
-        returning False stops training early (``provenance["stopped_early"]``). Raises
-        EvaluationError for a candidate-specific failure.
+        returning False stops training early (``provenance["stopped_early"]``); it is called
+        before the epoch's checkpoint is written, and an exception it raises ends the run
+        without writing. Raises EvaluationError for a candidate-specific failure.
         """
         ...
 

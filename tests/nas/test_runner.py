@@ -15,6 +15,7 @@ import yaml
 
 import mobilevit
 from nas.config import parse_study
+from nas.lease import LOCK_FILE
 from nas.results import open_run, status_text, trials_frame
 from nas.runner import count_trials, run_study
 from nas.study import load, prepare, repair_journal
@@ -32,6 +33,12 @@ def _study(tmp_path, **changes):
         else:
             data[key] = value
     return prepare(parse_study(data, "test"), "test", run_dir=tmp_path / "run")
+
+
+def _files(run_dir):
+    """Files of a run folder by modification time, but the driver's lock (taken by every run)."""
+    return {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()
+            if p.is_file() and p.name != LOCK_FILE}
 
 
 def _fixed_id(name):
@@ -56,10 +63,10 @@ def test_smoke_study_runs_end_to_end_and_a_rerun_does_nothing(tmp_path):
     assert len(list((tmp_path / "run" / "specs").glob("*.json"))) == len(set(frame.spec_id))
     assert "Pareto set" in status_text(tmp_path / "run")
 
-    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir() if p.is_file()}
+    before = _files(tmp_path / "run")
     again = run_study(prepared, stream=None)
     assert again.finished and again.new_trials == 0
-    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").iterdir() if p.is_file()}
+    after = _files(tmp_path / "run")
     assert after == before  # re-running a finished study changes nothing
 
 

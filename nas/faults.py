@@ -1,0 +1,33 @@
+"""Kill points: the fault tests' way to stop a study at a known moment instead of after a sleep.
+
+With ``NAS_KILL_AT=<point>`` in the environment of ``nas run`` (Ray workers inherit it), the
+process that reaches ``<point>`` kills the driver's process group with SIGKILL, as ``kill -9``
+or a power cut would, and then itself. The points are the phases of a trial:
+
+- ``dispatched``: the driver recorded the trial as running; its task is not submitted yet;
+- ``epoch:<k>``: a worker finished training epoch ``k`` (1-based) and has not yet written its
+  checkpoint (the previous epoch's checkpoint is on disk);
+- ``returned``: the driver holds the worker's result and has not recorded it yet.
+
+Unset, every call is a dictionary look-up and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "NAS_KILL_AT"
+
+
+def kill_point(point: str, driver_pid: int | None = None) -> None:
+    """Kill the driver (``driver_pid``, this process when None) and this process at ``point``
+    when ``NAS_KILL_AT`` names it."""
+    if os.environ.get(ENV) != point:
+        return
+    pid = os.getpid() if driver_pid is None else driver_pid
+    try:
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    os.kill(os.getpid(), signal.SIGKILL)
