@@ -25,12 +25,14 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def postgres_url():
-    """A throwaway PostgreSQL server on a free port (skipped where PostgreSQL is not installed)."""
+    """A throwaway PostgreSQL server on a free port (skipped where PostgreSQL is not installed;
+    under CI that fails instead: tests/conftest.py; .ci/run installs Debian's postgresql)."""
     pytest.importorskip("psycopg", reason="needs the postgres extra (psycopg)")
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
     initdb = shutil.which("initdb") or (bins and os.path.join(bins[-1], "initdb"))
     if not initdb or not os.path.exists(initdb):
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: install "
+                    "Debian's postgresql package (as .ci/run does)")
     pg_ctl = os.path.join(os.path.dirname(os.path.realpath(initdb)), "pg_ctl")
     prefix: list[str] = []
     # Not under pytest's temporary folder: that one is private to the user running the tests.

@@ -1,7 +1,5 @@
 import dataclasses
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,40 +22,20 @@ def smoke_run(tmp_path_factory):
     return run_dir
 
 
-def _install_chromium() -> str:
-    """Install Debian's chromium package; returns why not when it cannot."""
-    if shutil.which("apt-get") is None:
-        return "no apt-get on this machine"
-    if os.geteuid() != 0:
-        return "installing it needs root"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "chromium"]
-    result = None
-    for command in (install, ["apt-get", "update", "-q"], install):
-        try:
-            result = subprocess.run(command, env=env, capture_output=True, text=True,
-                                    timeout=900)
-        except subprocess.TimeoutExpired:
-            return f"`{' '.join(command)}` took over 15 minutes"
-        if command is install and result.returncode == 0:
-            return ""
-    lines = (result.stderr or result.stdout).strip().splitlines()
-    return f"`apt-get install chromium` failed: {lines[-1] if lines else result.returncode}"
-
-
 @pytest.fixture(scope="session")
 def chromium():
-    """Path of a headless Chromium, installed with apt-get when missing; the browser tests are
-    skipped, saying why, where neither is possible."""
+    """Path of a headless Chromium (``$NAS_CHROMIUM`` or one on the PATH); the browser tests are
+    skipped, saying why, without one (and fail instead under CI: tests/conftest.py). Nothing is
+    installed here: .ci/run installs Debian's chromium."""
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         pytest.skip("browser tests need playwright: pip install -e '.[dev]'")
     path = find_chromium()
     if path is None:
-        why = _install_chromium()
-        path = find_chromium()
-        if path is None:
-            pytest.skip(f"browser tests need Chromium, and it could not be installed ({why}); "
-                        "install Debian's chromium package or set NAS_CHROMIUM")
+        explicit = os.environ.get("NAS_CHROMIUM")
+        where = f"NAS_CHROMIUM={explicit} does not exist" if explicit else \
+            "no chromium or google-chrome on the PATH"
+        pytest.skip(f"browser tests need Chromium ({where}): install Debian's chromium package "
+                    "(as .ci/run does) or set NAS_CHROMIUM")
     return path
