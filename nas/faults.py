@@ -9,7 +9,8 @@ or a power cut would, and then itself. The points are the phases of a trial:
   checkpoint (the previous epoch's checkpoint is on disk);
 - ``returned``: the driver holds the worker's result and has not recorded it yet.
 
-Unset, every call is a dictionary look-up and nothing else.
+``<point>@<n>`` fires the n-th time a process reaches the point (``returned@4``: after three
+results were recorded). Unset, every call is a dictionary look-up and nothing else.
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ import os
 import signal
 
 ENV = "NAS_KILL_AT"
+_reached: dict[str, int] = {}  # point -> times this process reached it (only while ENV is set)
 
 
 def kill_point(point: str, driver_pid: int | None = None) -> None:
     """Kill the driver (``driver_pid``, this process when None) and this process at ``point``
     when ``NAS_KILL_AT`` names it."""
-    if os.environ.get(ENV) != point:
+    wanted = os.environ.get(ENV)
+    if wanted is None or wanted.partition("@")[0] != point:
+        return
+    _reached[point] = _reached.get(point, 0) + 1
+    if _reached[point] != int(wanted.partition("@")[2] or 1):
         return
     pid = os.getpid() if driver_pid is None else driver_pid
     try:

@@ -1,4 +1,10 @@
+import glob
 import os
+import pathlib
+import pwd
+import shutil
+import socket
+import subprocess
 import tempfile
 
 import pytest
@@ -56,6 +62,17 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+@pytest.fixture
+def cpu_hog():
+    """Another process keeping one core busy while the test runs, as on a loaded CI machine."""
+    import sys
+
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    yield hog
+    hog.kill()
+    hog.wait()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _shutdown_ray():
     yield
@@ -66,3 +83,46 @@ def _shutdown_ray():
 
         if ray.is_initialized():
             ray.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL server on a free port (skipped where PostgreSQL is not installed;
+    under CI that fails instead, see above; .ci/run installs Debian's postgresql)."""
+    pytest.importorskip("psycopg", reason="needs the postgres extra (psycopg)")
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    initdb = shutil.which("initdb") or (bins and os.path.join(bins[-1], "initdb"))
+    if not initdb or not os.path.exists(initdb):
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: install "
+                    "Debian's postgresql package (as .ci/run does)")
+    pg_ctl = os.path.join(os.path.dirname(os.path.realpath(initdb)), "pg_ctl")
+    prefix: list[str] = []
+    # Not under pytest's temporary folder: that one is private to the user running the tests.
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="nas-test-pg-"))
+    if os.geteuid() == 0:  # the server refuses to run as root
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run the server")
+        prefix = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(folder, "postgres")
+    data, port = folder / "data", free_port()
+    subprocess.run([*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "nas"], check=True,
+                   capture_output=True)
+    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-w", "-l", str(folder / "log"), "-o",
+                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True)
+    import psycopg
+
+    with psycopg.connect(f"postgresql://nas@127.0.0.1:{port}/postgres", autocommit=True) as conn:
+        conn.execute("CREATE DATABASE optuna")
+    yield f"postgresql://nas@127.0.0.1:{port}/optuna"
+    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+                   capture_output=True)
+    shutil.rmtree(folder, ignore_errors=True)
