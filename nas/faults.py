@@ -10,7 +10,9 @@ or a power cut would, and then itself. The points are the phases of a trial:
 - ``returned``: the driver holds the worker's result and has not recorded it yet.
 
 ``<point>@<n>`` fires the n-th time a process reaches the point (``returned@4``: after three
-results were recorded). Unset, every call is a dictionary look-up and nothing else.
+results were recorded); a ``/driver`` suffix kills the driver's process group only, so a worker
+goes on without its driver (Ray workers have process groups of their own), as after ``kill -9
+-PGID`` of a ``nas run``. Unset, every call is a dictionary look-up and nothing else.
 """
 
 from __future__ import annotations
@@ -26,14 +28,19 @@ def kill_point(point: str, driver_pid: int | None = None) -> None:
     """Kill the driver (``driver_pid``, this process when None) and this process at ``point``
     when ``NAS_KILL_AT`` names it."""
     wanted = os.environ.get(ENV)
-    if wanted is None or wanted.partition("@")[0] != point:
+    if wanted is None:
+        return
+    wanted, _, scope = wanted.partition("/")
+    name, _, nth = wanted.partition("@")
+    if name != point:
         return
     _reached[point] = _reached.get(point, 0) + 1
-    if _reached[point] != int(wanted.partition("@")[2] or 1):
+    if _reached[point] != int(nth or 1):
         return
     pid = os.getpid() if driver_pid is None else driver_pid
     try:
         os.killpg(os.getpgid(pid), signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    os.kill(os.getpid(), signal.SIGKILL)
+    if scope != "driver":
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -249,3 +249,28 @@ def test_early_stopping_prunes_lagging_trainings(tmp_path):
     states = [t.state.name for t in shadow.trials]
     assert "RUNNING" not in states and states.count("PRUNED") == summary.counts.pruned
     assert not list((tmp_path / "run" / "checkpoints").glob("*/checkpoint.pt"))  # cleaned up
+
+
+@pytest.mark.slow
+def test_a_worker_that_outlives_its_killed_driver_cannot_spoil_the_resumed_training(tmp_path,
+                                                                                     cpu_hog):
+    # The driver's process group dies mid-training, its Ray worker (a process group of its own)
+    # does not: it must neither delete the checkpoint nor keep the new attempt from resuming.
+    data = yaml.safe_load(SMOKE.read_text())
+    data.update(trials=1, fixed_trials=["mobilevit_xxs"], workers={"concurrent": 1},
+                evaluator={"kind": "proxy_train", "train_images": 64, "val_images": 16,
+                           "resolution": 32, "epochs": 6, "batch_size": 16})
+    run_dir, command = _cli_run(tmp_path, data)
+    env = {**os.environ, "NAS_KILL_AT": "epoch:3/driver"}
+    killed = subprocess.run(command, cwd=tmp_path, env=env, start_new_session=True,
+                            timeout=600, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    done = [t for t in _snapshot(run_dir) if t.user_attrs.get("status") == "ok"]
+    assert len(done) == 1
+    provenance = done[0].user_attrs["eval"]
+    # epoch 2's checkpoint, or epoch 3's if the orphan wrote it before it noticed
+    assert provenance["resumed_from_epoch"] in (2, 3) and provenance["epochs_run"] == 6
+    assert not list(run_dir.glob("checkpoints/*/*"))
+

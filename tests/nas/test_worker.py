@@ -1,5 +1,8 @@
 """A worker's fence: only the attempt the storage says is current writes its trial's files."""
 
+import subprocess
+import sys
+
 import optuna
 import pytest
 import torch
@@ -55,3 +58,21 @@ def test_a_superseded_attempt_stops_before_writing_and_a_current_one_never_delet
     assert checkpoint.stat().st_mtime_ns == written
     assert torch.load(checkpoint, weights_only=False)["epoch"] == 2
     assert not list((tmp_path / "work").glob("*.tmp"))
+
+
+def test_a_worker_exits_when_its_driver_is_gone():
+    driver = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                              stdin=subprocess.PIPE)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "import socket, sys, threading\n"
+         "from nas.worker import _driver_watch\n"
+         "with _driver_watch(socket.gethostname(), int(sys.argv[1]), interval=0.05):\n"
+         "    print('watching', flush=True)\n"
+         "    threading.Event().wait()\n", str(driver.pid)],
+        stdout=subprocess.PIPE, text=True)
+    assert worker.stdout.readline() == "watching\n"
+    assert worker.poll() is None  # the driver lives: the worker goes on
+    driver.kill()
+    driver.wait()
+    assert worker.wait(timeout=120) == 70
+
