@@ -44,6 +44,7 @@ def smoke_fidelity(config: StudyConfig) -> StudyConfig:
             "recipe": {"warmup_iters": 2}})
     data.update(evaluator=evaluator, name=f"{config.name}.smoke",
                 latency={"kind": "local", "resolution": 64, "runs": 3, "warmup": 1},
+                pruner={"kind": "none"},  # one epoch: nothing to stop early
                 output=None)
     return parse_study(data, f"{config.name} (smoke fidelity)")
 

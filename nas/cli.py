@@ -110,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nas.runner import run_study
     from nas.study import load
 
-    prepared = load(args.study)
+    prepared = load(args.study, args.set)
     if args.output:
         import dataclasses
 
@@ -124,6 +124,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(text)
         print(f"wrote {prepared.run_dir / 'ablation.csv'}")
     return 130 if summary.stopped_by == "interrupted" else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate a study without running it and say what running it would do: the resolved
+    settings, the search space and its smallest network against the budget, each fixed trial's
+    size, the run folder, storage and Ray cluster, and a cost estimate. Starts no Ray, creates
+    no run folder and opens no storage; an invalid study is one line and exit status 2, as for
+    `nas run`."""
+    from nas.check import check_study, check_text
+
+    facts = check_study(args.study, args.set)
+    print(json.dumps(facts, indent=2) if args.json else check_text(facts))
+    return 0
 
 
 def cmd_ablations(args: argparse.Namespace) -> int:
@@ -370,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    def add_set(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a field of the study (repeatable): a dotted key and a "
+                            "YAML value, e.g. --set evaluator.epochs=3 --set "
+                            "fixed_trials=[mobilevit_xxs]; merged over the file (after "
+                            "extends) and validated with it")
+
     p = add("zoo", cmd_zoo)
     p.add_argument("--json", action="store_true", help="print JSON records with full specs")
     p.add_argument("--resolution", type=_positive_int, default=256, help="MAC input size")
@@ -393,6 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run folder's study even if the study file changed")
     p.add_argument("--output", default=None, help="run folder (default: the study's output)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    add_set(p)
+
+    p = add("check", cmd_check)
+    p.add_argument("study", help="a study YAML file, or a run folder")
+    add_set(p)
+    p.add_argument("--json", action="store_true", help="print the facts as JSON")
 
     p = add("ablations", cmd_ablations)
     p.add_argument("names", nargs="*", help="ablations to run (default: all)")

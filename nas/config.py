@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import types
+import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,6 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from nas.errors import NasError
 
@@ -32,8 +37,43 @@ class StudyError(NasError):
     """A study file that cannot be used, described in one line."""
 
 
+# Seeds go to numpy, torch and Python generators; numpy takes 0 .. 2**32 - 1.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+# 5e6 in YAML is a string (YAML 1.1 floats need a dot); an integer field reads it as a number.
+_EXPONENT = re.compile(r"[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+")
+
+
+def _number_kinds(annotation: Any) -> set[type]:
+    """Which of int and float a field's annotation accepts (through unions and Optional)."""
+    if annotation in (int, float):
+        return {annotation}
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return set().union(*(_number_kinds(a) for a in typing.get_args(annotation)))
+    return set()
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers(cls, data: Any) -> Any:
+        # pydantic reads true/false as 1/0 in a number field: in a study file that is a mistake.
+        # (A model validator, not a field one: pydantic allows none on the `kind` discriminators.)
+        if not isinstance(data, dict):
+            return data
+        out = data
+        for name, value in data.items():
+            field = cls.model_fields.get(name) if isinstance(name, str) else None
+            kinds = _number_kinds(field.annotation) if field is not None else set()
+            if kinds and isinstance(value, bool):
+                raise PydanticCustomError(
+                    "bool_number", "expected {expected}, not true/false",
+                    {"field": name, "expected": "an integer" if kinds == {int} else "a number"})
+            if int in kinds and isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+                out = {**out, name: float(value)}  # then checked as an integer (5e6, not 5.5e0)
+        return out
 
 
 class Budget(_Model):
@@ -86,6 +126,12 @@ class RecipeConfig(_Model):
     channels_last: bool = True
     compile: bool = False
 
+    @model_validator(mode="after")
+    def _lrs(self) -> RecipeConfig:
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr={self.min_lr}: above lr={self.lr}")
+        return self
+
 
 class DatasetConfig(_Model):
     """Where training images come from.
@@ -106,7 +152,7 @@ class DatasetConfig(_Model):
     train_images: int = Field(1600, gt=0)  # procedural only
     val_images: int = Field(400, gt=0)  # procedural only
     image_size: int = Field(64, ge=16)  # procedural only: the rendered size
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _path(self) -> DatasetConfig:
@@ -119,7 +165,7 @@ class MultiScaleConfig(_Model):
     """The variable-batch multi-scale sampler; ``sizes`` default to cvnets' scaled to the
     resolution (0.625x, 0.75x, 1x, 1.125x, 1.25x)."""
 
-    sizes: list[int] | None = None
+    sizes: list[Annotated[int, Field(ge=16)]] | None = Field(None, min_length=1)
     rule: Literal["paper", "v0.1", "v0.2"] = "v0.1"
 
 
@@ -137,6 +183,15 @@ class TrainConfig(_Model):
     recipe: RecipeConfig = RecipeConfig()
     loader_workers: int = Field(2, ge=0)
     save_weights: bool = True
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _crop_scale(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 < low <= high <= 1:
+            raise ValueError("expected [low, high] with 0 < low <= high <= 1 (fractions of the "
+                             "image area)")
+        return value
 
 
 class ProxyTrainConfig(_Model):
@@ -156,7 +211,7 @@ class ProxyTrainConfig(_Model):
     weight_decay: float = Field(0.01, ge=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
-    data_seed: int = 0
+    data_seed: Seed = 0
     save_weights: bool = True
 
     def as_train(self) -> TrainConfig:
@@ -191,7 +246,7 @@ class DummyConfig(_Model):
 
     kind: Literal["dummy"]
     seconds: float = Field(0.0, ge=0)
-    classes: int = Field(10, gt=0)
+    classes: int = Field(10, ge=2)
     faults: dict[str, Literal["raise", "nan", "exit"]] = {}
     record: str | None = None
 
@@ -299,7 +354,7 @@ class SamplerConfig(_Model):
 class WorkersConfig(_Model):
     """Where trials run: a local Ray instance (``address`` null) or a cluster, and how many."""
 
-    address: str | None = None
+    address: str | None = Field(None, min_length=1)
     concurrent: int = Field(2, ge=1)
     cpus_per_trial: float = Field(1, gt=0)
     gpus_per_trial: float = Field(0, ge=0)
@@ -366,7 +421,7 @@ class StudyConfig(_Model):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    seed: int = 0
+    seed: Seed = 0
     space: dict[str, Any] = {}
     budget: Budget = Budget()
     objectives: list[Objective] = [Objective(metric="accuracy"), Objective(metric="latency_ms")]
@@ -427,6 +482,15 @@ class StudyConfig(_Model):
             raise ValueError("objective latency_ms needs a latency oracle (latency.kind)")
         if self.budget.max_latency_ms is not None and self.latency.kind == "none":
             raise ValueError("budget.max_latency_ms needs a latency oracle (latency.kind)")
+        if self.pruner.kind != "none":
+            epochs = getattr(self.evaluator, "epochs", None)
+            if epochs is None:
+                raise ValueError(f"pruner.kind={self.pruner.kind}: the {self.evaluator.kind} "
+                                 "evaluator does not train in epochs, so there is nothing to stop "
+                                 "early (pruner.kind: none)")
+            if self.pruner.min_epochs >= epochs:
+                raise ValueError(f"pruner.min_epochs={self.pruner.min_epochs}: not below "
+                                 f"evaluator.epochs={epochs}, so no trial could be stopped early")
         if self.ablation is not None:
             names = [fixed_trial_name(v) for v in self.fixed_trials]
             if self.ablation.baseline not in names:
@@ -460,8 +524,8 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("train", "proxy_train", "zero_cost", "dummy", "local", "none",
-                      "fixed_name", "fixed_row"):
+        elif part in ("train", "proxy_train", "zero_cost", "dummy", "local", "predictor",
+                      "agent", "ray_device", "none", "fixed_name", "fixed_row"):
             continue  # the tag of a discriminated union, not a field
         else:
             out += f".{part}" if out else str(part)
@@ -469,7 +533,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 
 
 def _format_value(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, (dict, list, str)) else repr(value)
+    text = json.dumps(value) if isinstance(value, (dict, list, str, bool)) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -479,6 +543,8 @@ def _message(err: dict[str, Any]) -> str:
         return "unknown field"
     if kind == "missing":
         return "missing"
+    if kind == "union_tag_not_found":
+        return "missing kind"
     if kind == "union_tag_invalid":
         expected = err.get("ctx", {}).get("expected_tags", "")
         return f"unknown kind; expected one of {expected}"
@@ -487,8 +553,13 @@ def _message(err: dict[str, Any]) -> str:
     return msg[0].lower() + msg[1:] if msg else msg
 
 
-def parse_study(data: Any, source: str) -> StudyConfig:
-    """Validate a study given as a dict (from YAML); errors are one line naming ``source``."""
+def parse_study(data: Any, source: str,
+                settings: Sequence[tuple[str, str]] = ()) -> StudyConfig:
+    """Validate a study given as a dict (from YAML); errors are one line naming ``source``.
+
+    ``settings`` are the ``(KEY, KEY=VALUE)`` command-line overrides merged into ``data``
+    (:func:`apply_settings`): an error in a field one of them set names that ``--set``.
+    """
     if not isinstance(data, dict):
         raise StudyError(f"{source}: expected a mapping of study fields, got "
                          f"{type(data).__name__}")
@@ -497,12 +568,101 @@ def parse_study(data: Any, source: str) -> StudyConfig:
     except pydantic.ValidationError as exc:
         errors = exc.errors()
         err = errors[0]
-        loc = _format_loc(err["loc"])
-        where = f"{loc}={_format_value(err['input'])}" if loc and err["type"] not in (
+        loc, value = err["loc"], err["input"]
+        if err["type"] == "bool_number":  # raised by the model, about one of its fields
+            loc, value = (*loc, err["ctx"]["field"]), True
+        loc = _format_loc(loc)
+        where = f"{loc}={_format_value(value)}" if loc and err["type"] not in (
             "missing", "extra_forbidden") else loc
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
         prefix = f"{where}: " if where else ""
+        for key, text in reversed(settings):
+            if loc and (loc == key or loc.startswith((key + ".", key + "["))
+                        or key.startswith(loc + ".")):
+                prefix = f"--set {text}: " + ("" if loc == key else prefix)
+                break
         raise StudyError(f"{source}: {prefix}{_message(err)}{more}") from None
+
+
+def parse_setting(text: str, source: str) -> tuple[list[str], Any]:
+    """A ``--set KEY=VALUE`` override: the field path and the value (parsed as YAML, so
+    ``3``, ``5e6``, ``null``, ``[mobilevit_xxs]`` and ``{high: 128}`` mean what they mean in a
+    study file). Keys are dotted paths; under ``space`` the parameter names keep their dot
+    (``space.s3.width.high``)."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep:
+        raise StudyError(f"{source}: --set {text}: expected KEY=VALUE, e.g. "
+                         "--set evaluator.epochs=3")
+    parts = key.split(".")
+    if not all(parts):
+        raise StudyError(f"{source}: --set {text}: {'empty key' if not key else 'empty field'}"
+                         "; expected KEY=VALUE, e.g. --set evaluator.epochs=3")
+    if parts[0] == "extends":
+        raise StudyError(f"{source}: --set {text}: extends is resolved before --set applies; "
+                         "write it in the study file")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise StudyError(f"{source}: --set {text}: invalid YAML value ({problem})") from None
+    if parts[0] == "space" and len(parts) > 2:
+        from search_spaces.mobilevit import DEFAULT_PARAMS
+
+        names = {p.name for p in DEFAULT_PARAMS}
+        rest = parts[1:]
+        split = next((j for j in range(len(rest), 0, -1) if ".".join(rest[:j]) in names),
+                     len(rest))
+        parts = ["space", ".".join(rest[:split]), *rest[split:]]
+    return parts, value
+
+
+def _get(data: Any, parts: Sequence[str]) -> Any:
+    """The value at the field path ``parts`` of ``data`` (None where there is none)."""
+    for part in parts:
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def _put(data: dict[str, Any], parts: Sequence[str], value: Any) -> dict[str, Any]:
+    """``data`` with ``value`` at the field path ``parts``, replacing what was there."""
+    head, *rest = parts
+    inner = data.get(head)
+    return {**data, head: _put(inner if isinstance(inner, dict) else {}, rest, value)
+            if rest else value}
+
+
+def apply_settings(data: dict[str, Any], settings: Sequence[str],
+                   source: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """``data`` (a study file's, ``extends`` resolved) with ``--set KEY=VALUE`` overrides
+    merged in order by :func:`deep_merge`, the merge ``extends`` uses (a mapping value merges
+    key by key, anything else replaces); and the ``(KEY, KEY=VALUE)`` pairs for
+    :func:`parse_study`'s error messages. Setting ``evaluator.kind`` or ``latency.kind`` to
+    another kind starts that section afresh."""
+    applied = []
+    for text in settings:
+        parts, value = parse_setting(text, source)
+        top = StudyConfig.model_fields.get(parts[0])
+        if len(parts) > 1 and parts[0] not in data and top is not None and isinstance(
+                top.default, BaseModel):
+            # a nested key into a section the file leaves at its default: start from that
+            # default (its kind, for the evaluator and latency sections)
+            data = {**data, parts[0]: top.default.model_dump(mode="json", exclude_unset=True)}
+        section = _get(data, parts[:-1])
+        if (parts in (["evaluator", "kind"], ["latency", "kind"]) and isinstance(section, dict)
+                and section.get("kind") != value):
+            # another kind of evaluator or oracle: the section starts afresh, since the old
+            # kind's fields do not belong to the new one
+            parts = parts[:-1]
+            data = _put(data, parts, {"kind": value})
+        else:
+            for part in reversed(parts):
+                value = {part: value}
+            data = deep_merge(data, value)
+        applied.append((".".join(parts), text))
+    return data, applied
 
 
 def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -545,14 +705,18 @@ def read_study_data(path: Path, chain: tuple[Path, ...] = ()) -> Any:
     return data
 
 
-def load_study(path: str | Path) -> StudyConfig:
+def load_study(path: str | Path, settings: Sequence[str] = ()) -> StudyConfig:
     """Read and validate a study YAML file (schema only; see nas.study.prepare for the rest).
 
     A file may start from another: ``extends: _common.yaml`` (relative to the file) merges the
-    file's fields over that one's, mappings key by key.
+    file's fields over that one's, mappings key by key. ``settings`` (``KEY=VALUE``, from
+    ``--set``) are merged over the result, then everything is validated together.
     """
     path = Path(path)
     data = read_study_data(path)
+    applied: list[tuple[str, str]] = []
+    if settings and isinstance(data, dict):
+        data, applied = apply_settings(data, settings, str(path))
     if isinstance(data, dict) and "name" not in data:
         data = {"name": path.stem, **data}
-    return parse_study(data, str(path))
+    return parse_study(data, str(path), applied)

@@ -10,6 +10,7 @@ express, budgets that no network of the space can meet.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,13 +208,21 @@ def _fixed_trial(config: StudyConfig, entry: Any, where: str, space: MobileViTSp
                       row.published if row else None)
 
 
+def smallest_networks(config: StudyConfig) -> dict[str, tuple[int, dict[str, Any]]]:
+    """The smallest parameter count and the smallest MAC count of the study's (narrowed) space,
+    counted as the budget counts (a ``count_classes`` head at ``budget.resolution``), each with
+    the parameters that reach it (see :meth:`MobileViTSpace.smallest`)."""
+    budget = config.budget
+    counting = MobileViTSpace(config.space, num_classes=budget.count_classes,
+                              resolution=budget.resolution)
+    return counting.smallest(budget.resolution)
+
+
 def _check_budget_reachable(config: StudyConfig, source: str) -> None:
     budget = config.budget
     if budget.max_params is None and budget.max_macs is None:
         return
-    counting = MobileViTSpace(config.space, num_classes=budget.count_classes,
-                              resolution=budget.resolution)
-    smallest_of = counting.smallest(budget.resolution)
+    smallest_of = smallest_networks(config)
     for measure, limit, unit in (("params", budget.max_params, "parameters"),
                                  ("macs", budget.max_macs, "MACs")):
         if limit is None:
@@ -226,16 +235,17 @@ def _check_budget_reachable(config: StudyConfig, source: str) -> None:
                 f"attention={values['attention']}); widen the space or raise the budget")
 
 
-def load(path: str | Path) -> PreparedStudy:
-    """Load and prepare a study file, or the stored study of a run folder."""
+def load(path: str | Path, settings: Sequence[str] = ()) -> PreparedStudy:
+    """Load and prepare a study file, or the stored study of a run folder, with ``--set
+    KEY=VALUE`` overrides (``settings``) merged in before validation."""
     path = Path(path)
     if path.is_dir():
         stored = path / CONFIG_FILE
         if not stored.exists():
             raise StudyError(f"{path}: not a run folder (no {CONFIG_FILE}) and not a study file")
-        config = load_study(stored)
+        config = load_study(stored, settings)
         return prepare(config, str(stored), base_dir=path, run_dir=path)
-    config = load_study(path)
+    config = load_study(path, settings)
     return prepare(config, str(path), base_dir=path.parent)
 
 

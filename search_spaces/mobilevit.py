@@ -357,8 +357,17 @@ class MobileViTSpace:
         each with the parameters that reach it: {"params": (n, values), "macs": (n, values)}.
 
         Monotone parameters take their lowest value; the others (block design, attention, norm,
-        patch sizes, ...) are enumerated, in one pass for both measures.
+        patch sizes, ...) are enumerated, in one pass for both measures. The result is cached
+        per (parameters, classes, resolutions): a study's checks and ``nas check`` share a pass.
         """
+        key = (tuple(self.params.values()), self.num_classes, self.resolution, resolution)
+        if key not in _SMALLEST:
+            if len(_SMALLEST) >= 16:
+                _SMALLEST.pop(next(iter(_SMALLEST)))
+            _SMALLEST[key] = self._smallest(resolution)
+        return {m: (size, dict(values)) for m, (size, values) in _SMALLEST[key].items()}
+
+    def _smallest(self, resolution: int) -> dict[str, tuple[int, dict[str, Any]]]:
         fixed = {n: min(p.values) for n, p in self.params.items() if p.monotone}
         free = [n for n, p in self.params.items() if not p.monotone and n not in _NO_SIZE_EFFECT]
         rest = {n: self.params[n].values[0] for n in _NO_SIZE_EFFECT}
@@ -377,6 +386,10 @@ class MobileViTSpace:
         if not best["params"][1]:
             raise SpaceError("space: no parameter combination gives a valid network")
         return {m: (int(size), values) for m, (size, values) in best.items()}
+
+
+# MobileViTSpace.smallest's results by (parameters, classes, resolutions), the oldest dropped
+_SMALLEST: dict[tuple[Any, ...], dict[str, tuple[int, dict[str, Any]]]] = {}
 
 
 def _as_int(x: float) -> int | float:

@@ -10,6 +10,7 @@ and reported with a warning.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import multiprocessing
 import pickle
@@ -204,7 +205,8 @@ def download_cifar(name: str, root: str | Path, *, url: str | None = None) -> Pa
 
 
 class ProceduralSource:
-    """The procedural dataset (nas.evaluators.procedural), rendered once per process."""
+    """The procedural dataset (nas.evaluators.procedural), rendered once per process, on first
+    use (a study's checks only need its classes and size)."""
 
     def __init__(self, count: int, resolution: int, split: str = "train", *, seed: int = 0,
                  classes: int | list[str] | None = None) -> None:
@@ -216,12 +218,29 @@ class ProceduralSource:
             raise DataError(f"procedural dataset: classes={classes}; it has these {len(names)}")
         self.classes = names
         self.split, self.start = split, 0 if split == "train" else 10_000_000
-        self.images, labels = procedural.dataset(seed, count, resolution,
-                                                 "train" if split == "train" else "val")
-        self.labels = labels.tolist()
+        self._args = (seed, count, resolution, "train" if split == "train" else "val")
+
+    @functools.cached_property
+    def _rendered(self) -> tuple[torch.Tensor, list[int]]:
+        from nas.evaluators import procedural
+
+        images, labels = procedural.dataset(*self._args)
+        return images, labels.tolist()
+
+    def load(self) -> None:
+        """Render the images now (before data-loader workers fork, so they share them)."""
+        self._rendered  # noqa: B018
+
+    @property
+    def images(self) -> torch.Tensor:
+        return self._rendered[0]
+
+    @property
+    def labels(self) -> list[int]:
+        return self._rendered[1]
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return self._args[1]
 
     def item(self, index: int, draft: int | None = None) -> tuple[Image.Image, int]:
         image = self.images[index].permute(1, 2, 0).numpy()  # [H, W, 3] uint8
@@ -243,6 +262,8 @@ class ImageDataset(torch.utils.data.Dataset):
                  scale: tuple[float, float] = (0.08, 1.0)) -> None:
         self.source, self.seed = source, seed
         self.eval_resize_ratio, self.scale = eval_resize_ratio, scale
+        if hasattr(source, "load"):  # a lazily rendered source: render it in this process
+            source.load()
         # Shared with forked workers, so the trainer can report how many images were bad.
         self.unreadable = multiprocessing.Value("i", 0)
 

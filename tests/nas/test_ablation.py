@@ -64,6 +64,17 @@ def test_patch_sizes_change_no_parameter_and_the_rows_differ_where_they_should()
     assert recipe["wd 0.01"].evaluator is None  # the study's own evaluator
 
 
+def test_the_smoke_fidelity_drops_a_pruner_one_epoch_cannot_use():
+    from nas.ablation import with_fidelity
+
+    # a fidelity with early stopping after 1 of 4 epochs; the smoke fidelity trains 1 epoch
+    config = with_fidelity(load_study(ABLATIONS / "v1_heads.yaml"),
+                           ROOT / "studies" / "cifar10_proxy.yaml")
+    assert config.pruner.kind == "successive_halving" and config.pruner.min_epochs == 1
+    smoke = smoke_fidelity(config)
+    assert smoke.evaluator.epochs == 1 and smoke.pruner.kind == "none"
+
+
 def _smoke(name, tmp_path):
     path = ABLATIONS / f"{name}.yaml"
     config = smoke_fidelity(load(path).config)

@@ -1,4 +1,5 @@
 import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -166,3 +167,192 @@ def test_a_changed_study_on_the_same_folder_is_refused(capsys, smoke_run, tmp_pa
 def test_space_command_lists_parameters(capsys):
     code, out, _ = run(capsys, "space")
     assert code == 0 and len(out.splitlines()) == 36 and "s5.patch" in out
+
+
+# -- nas check ------------------------------------------------------------------------------------
+
+UNDER_6M = SMOKE.parent / "under_6m.yaml"
+
+
+def _budget_counts(name, budget):
+    """A fixed point's params and MACs as a study's budget counts them (its source of truth:
+    mobilevit.complexity with the budget's classifier and resolution)."""
+    from mobilevit.complexity import complexity
+
+    spec = get_fixed_point(name).spec.replace(num_classes=budget.get("count_classes", 1000))
+    c = complexity(spec, budget.get("resolution", 256))
+    return c.params, c.macs
+
+
+def _smallest(data):
+    from search_spaces import MobileViTSpace
+
+    budget = data.get("budget", {})
+    space = MobileViTSpace(data.get("space", {}), num_classes=budget.get("count_classes", 1000),
+                           resolution=budget.get("resolution", 256))
+    return space.smallest(budget.get("resolution", 256))
+
+
+def test_check_smoke_prints_the_resolved_study(capsys, tmp_path, monkeypatch):
+    import math
+
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    data = yaml.safe_load(SMOKE.read_text())
+    code, out, err = run(capsys, "check", str(SMOKE))
+    assert (code, err) == (0, "")
+    assert out.startswith(f"study smoke ({SMOKE}): valid")
+    assert f"dummy: {data['evaluator']['seconds']:g} s of CPU per trial" in out
+    assert f"local: median of {data['latency']['runs']} runs" in out
+    assert f"nsga2 (population {data['sampler']['population_size']}), seed {data['seed']}" in out
+    fixed = data["fixed_trials"]
+    assert (f"{data['trials']} trials ({len(fixed)} fixed, {data['trials'] - len(fixed)} "
+            "searched)") in out
+    assert f"params <= {data['budget']['max_params']:,}" in out
+    smallest = _smallest(data)
+    assert f"{smallest['params'][0]:,} params (block={smallest['params'][1]['block']}" in out
+    assert f"{smallest['macs'][0]:,} MACs" in out
+    for name in fixed:
+        params, macs = _budget_counts(name, data["budget"])
+        line = next(x for x in out.splitlines() if x.strip().startswith(name + " "))
+        assert f"{params:,} params" in line and f"{macs / 1e6:,.1f} M MACs" in line
+        assert ("within budget" in line) == (params <= data["budget"]["max_params"])
+    run_dir = tmp_path / "runs" / "smoke"
+    assert f"run folder    {run_dir} (new: nas run creates it)" in out
+    assert f"storage       Optuna journal {run_dir / 'journal.log'}" in out
+    assert f"a local Ray instance on this machine ({os.cpu_count()} CPUs" in out
+    assert f"{data['workers']['concurrent']} trials at once" in out
+    wall = math.ceil(data["trials"] / data["workers"]["concurrent"]) * data["evaluator"]["seconds"]
+    assert f"about {wall:g} s of evaluation (estimate" in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_check_under_6m_json_has_every_fixed_trial_with_exact_sizes(capsys, tmp_path,
+                                                                    monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    data = yaml.safe_load(UNDER_6M.read_text())
+    code, out, _ = run(capsys, "check", str(UNDER_6M), "--json")
+    assert code == 0
+    facts = json.loads(out)
+    assert facts["study"]["name"] == "under_6m" and facts["valid"]
+    assert [f["name"] for f in facts["fixed_trials"]] == data["fixed_trials"]
+    for row in facts["fixed_trials"]:
+        params, macs = _budget_counts(row["name"], data["budget"])
+        assert (row["params"], row["macs"]) == (params, macs)
+        assert row["in_budget"] == (params <= data["budget"]["max_params"]
+                                    and macs <= data["budget"]["max_macs"])
+    smallest = _smallest(data)
+    assert facts["budget"]["smallest"]["params"]["value"] == smallest["params"][0]
+    assert facts["budget"]["smallest"]["macs"]["value"] == smallest["macs"][0]
+    ev = data["evaluator"]
+    assert facts["cost"]["images_per_trial"] == ev["epochs"] * (ev["train_images"]
+                                                                + ev["val_images"])
+    assert facts["space"]["parameters"] == 36
+    assert facts["storage"] == {"kind": "journal",
+                                "location": str(tmp_path / data["output"] / "journal.log")}
+    assert facts["workers"]["ray"] == "local"
+    assert facts["study"]["latency"]["kind"] == data["latency"]["kind"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_check_under_6m_text(capsys, tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    data = yaml.safe_load(UNDER_6M.read_text())
+    code, out, _ = run(capsys, "check", str(UNDER_6M))
+    assert code == 0
+    ev = data["evaluator"]
+    assert f"proxy_train: {ev['epochs']} epochs of {ev['train_images']:,} procedural images" in out
+    assert "predictor: CoreML latency predicted at 256x256" in out
+    assert f"{data['timeout_minutes']} minutes" in out
+    assert f"MACs <= {data['budget']['max_macs']:,}" in out
+    assert sum(line.endswith("M MACs  within budget") for line in out.splitlines()) == len(
+        data["fixed_trials"])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_check_starts_no_ray_and_creates_nothing(tmp_path):
+    code = ("import sys\nfrom nas.cli import main\ncode = main(['check', sys.argv[1]])\n"
+            "assert 'ray' not in sys.modules and 'optuna' not in sys.modules, 'imported'\n"
+            "sys.exit(code)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(SMOKE)], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "valid" in out.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_an_invalid_study_is_one_line_with_status_2(capsys, tmp_path):
+    import yaml
+
+    data = yaml.safe_load(SMOKE.read_text())
+    data["seed"] = -7  # was a traceback from numpy when the run started
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    code, out, err = run(capsys, "check", str(path))
+    assert (code, out) == (2, "")
+    assert err == f"nas: error: {path}: seed=-7: input should be greater than or equal to 0\n"
+
+
+def test_check_set_reaches_the_config(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "check", str(SMOKE), "--json", "--set", "evaluator.seconds=0.5",
+                         "--set", "seed=4", "--set", "budget.max_params=5e6",
+                         "--set", "fixed_trials=[mobilevit_xxs]", "--set", "space.s3.width.high=96",
+                         "--set", "output=elsewhere")
+    assert code == 0, err
+    facts = json.loads(out)
+    study = facts["study"]
+    assert study["seed"] == 4 and study["evaluator"]["seconds"] == 0.5
+    assert facts["budget"]["max_params"] == 5_000_000
+    assert [f["name"] for f in facts["fixed_trials"]] == ["mobilevit_xxs"]
+    assert study["space"]["s3.width"] == {"high": 96}
+    assert facts["trial_counts"]["searched"] == study["trials"] - 1
+    assert facts["run_dir"]["path"] == str(tmp_path / "elsewhere")
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_a_bad_set_is_one_line_naming_the_field(capsys, tmp_path, command):
+    code, out, err = run(capsys, command, str(SMOKE), "--set", "trials=0")
+    assert (code, out) == (2, "")
+    assert err == f"nas: error: {SMOKE}: --set trials=0: input should be greater than 0\n"
+    code, _, err = run(capsys, command, str(SMOKE), "--set", "trials")
+    assert code == 2 and err.count("\n") == 1 and "--set trials: expected KEY=VALUE" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_check_masks_a_postgresql_password(capsys, tmp_path, monkeypatch):
+    from nas.check import mask_url
+
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "check", str(SMOKE), "--set",
+                       "storage=postgresql://nas:s3cret@db.example:5432/studies")
+    assert code == 0
+    assert "PostgreSQL postgresql://nas:***@db.example:5432/studies" in out and "s3cret" not in out
+    assert (mask_url("postgresql+psycopg2://db/x?user=nas&password=s3cret&sslmode=require")
+            == "postgresql+psycopg2://db/x?user=nas&password=***&sslmode=require")
+    assert mask_url("postgresql://db/x") == "postgresql://db/x"
+
+
+def test_check_says_what_a_run_folder_holds(capsys, tmp_path, monkeypatch):
+    import yaml
+
+    from nas.study import load, write_config
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "run"
+    write_config(load(SMOKE).config, folder)
+    code, out, _ = run(capsys, "check", str(SMOKE), "--set", f"output={folder}")
+    assert code == 0 and f"{folder} (holds this study: nas run continues it)" in out
+    code, out, _ = run(capsys, "check", str(folder))  # the run folder itself
+    assert code == 0 and "holds this study" in out
+    data = yaml.safe_load(SMOKE.read_text())
+    code, out, _ = run(capsys, "check", str(SMOKE), "--set", f"output={folder}",
+                       "--set", f"budget.max_params={data['budget']['max_params'] - 1}",
+                       "--set", "trials=7")  # trials may change on a run folder; the budget not
+    assert code == 0 and "holds a different study (changed: budget)" in out
+    assert sorted(p.name for p in folder.iterdir()) == ["study.yaml"]

@@ -170,6 +170,16 @@ def test_cifar_download_checks_the_md5(tmp_path, monkeypatch):
     assert not (tmp_path / "dl2" / "cifar-10-python.tar.gz").exists()
 
 
+def test_procedural_source_renders_on_first_use():
+    # a study's checks need its classes and size, not 2,000 rendered images
+    src = ProceduralSource(40, 32, "train")
+    assert len(src) == 40 and len(src.classes) == 10
+    assert "_rendered" not in vars(src)
+    ImageDataset(src, seed=1)  # renders it in this process, before loader workers fork
+    assert "_rendered" in vars(src)
+    assert src.images.shape == (40, 3, 32, 32) and len(src.labels) == 40
+
+
 def test_procedural_source_and_loader_in_worker_processes():
     src = ProceduralSource(40, 32, "train")
     ds = ImageDataset(src, seed=1)

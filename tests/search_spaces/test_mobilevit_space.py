@@ -111,6 +111,22 @@ def test_smallest_network_is_a_lower_bound():
         study.tell(trial, 0.0)
 
 
+def test_smallest_is_shared_by_equal_spaces_and_keyed_by_what_it_depends_on(monkeypatch):
+    overrides = {"s3.width": {"high": 96}, "block": ["v1", "v2"]}
+    first = MobileViTSpace(overrides).smallest(256)
+    first["params"][1]["block"] = "changed"  # a caller's copy: the cache keeps its own
+    calls = []
+    monkeypatch.setattr(MobileViTSpace, "_smallest",
+                        lambda self, resolution: calls.append(resolution) or {})
+    again = MobileViTSpace(dict(overrides)).smallest(256)  # another instance, same space
+    assert calls == [] and again["params"][1]["block"] in ("v1", "v2")
+    assert again["params"][0] == first["params"][0]
+    MobileViTSpace(overrides).smallest(224)  # another resolution
+    MobileViTSpace(overrides, num_classes=10).smallest(256)  # another classifier
+    MobileViTSpace({**overrides, "block": ["v1"]}).smallest(256)  # another space
+    assert calls == [224, 256, 256]
+
+
 def test_specs_the_space_cannot_express_are_rejected_by_name():
     space = MobileViTSpace()
     s = get_fixed_point("mobilevit_s").spec
