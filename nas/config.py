@@ -358,6 +358,18 @@ class WorkersConfig(_Model):
     concurrent: int = Field(2, ge=1)
     cpus_per_trial: float = Field(1, gt=0)
     gpus_per_trial: float = Field(0, ge=0)
+    # Several drivers on one PostgreSQL study: each records a heartbeat for its running trials
+    # every heartbeat_seconds; a trial whose heartbeat is older than heartbeat_grace_seconds
+    # belongs to a driver that died, and another driver re-queues it.
+    heartbeat_seconds: int = Field(10, ge=1)
+    heartbeat_grace_seconds: int = Field(60, ge=2)
+
+    @model_validator(mode="after")
+    def _grace(self) -> WorkersConfig:
+        if self.heartbeat_grace_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError(f"heartbeat_grace_seconds={self.heartbeat_grace_seconds}: give at "
+                             f"least two heartbeats ({2 * self.heartbeat_seconds} s)")
+        return self
 
 
 class PublishedFigures(_Model):

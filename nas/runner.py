@@ -288,7 +288,8 @@ class _Driver:
         # Re-seed per session so a resumed study does not replay its first samples (an Optuna
         # pitfall); the first session uses the study seed itself. Drivers that start together
         # on one PostgreSQL study see the same trials: their index tells their seeds apart.
-        self.sampler = make_sampler(config, config.seed + len(existing) + self._register())
+        self.sampler_seed = (config.seed + len(existing) + self._register()) % 2**32
+        self.sampler = make_sampler(config, self.sampler_seed)
         self.study.sampler = self.sampler
         self.results_by_spec: dict[str, dict[str, Any]] = {}
         for t in existing:
@@ -354,6 +355,12 @@ class _Driver:
             if self.heartbeat.enabled:
                 stale = self.stale.reap(self.study)
                 shadow = self.stale.reap(self.shadow) if self.shadow is not None else []
+                # A driver asks, beats and names itself under the lock that is held here: a
+                # running trial that names no driver lost its driver before it ever beat (or
+                # was started by a version without heartbeats).
+                stale += [t for t in self.study.get_trials(
+                    deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+                    if "driver" not in t.user_attrs]
             else:
                 running = (optuna.trial.TrialState.RUNNING,)
                 stale = self.study.get_trials(deepcopy=False, states=running)
@@ -729,7 +736,7 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
         return summary
     ray = ray or init_ray(config)  # before anything is written: a bad address leaves no trace
     write_config(config, prepared.run_dir)
-    _log_session(prepared.run_dir, config, len(driver.trials()))
+    _log_session(prepared.run_dir, config, len(driver.trials()), driver.sampler_seed)
     driver.study.set_user_attr("fingerprint", config.fingerprint())
     for warning in prepared.warnings:
         progress.say(f"warning: {warning}")
@@ -852,9 +859,9 @@ def environment() -> dict[str, str]:
             "cpus": str(os.cpu_count()), "argv": " ".join(sys.argv)}
 
 
-def _log_session(run_dir: Path, config: StudyConfig, existing: int) -> None:
+def _log_session(run_dir: Path, config: StudyConfig, existing: int, sampler_seed: int) -> None:
     record = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "existing_trials": existing,
-              "sampler_seed": config.seed + existing, "fingerprint": config.fingerprint(),
+              "sampler_seed": sampler_seed, "fingerprint": config.fingerprint(),
               **environment()}
     with open(run_dir / "sessions.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")

@@ -90,15 +90,16 @@ def test_resuming_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
     class Interrupt(Exception):
         pass
 
-    def crash_after_first(epoch, accuracy):
-        if epoch == 1:
+    def crash_in_third(epoch, accuracy):  # called before the epoch's checkpoint is written
+        if epoch == 2:
             raise Interrupt
         return True
 
     interrupted = _model()
     with pytest.raises(Interrupt):
         train(interrupted, RECIPE, 3, *_loaders(), checkpoint=tmp_path / "b.pt",
-              on_epoch=crash_after_first)
+              on_epoch=crash_in_third)
+    assert torch.load(tmp_path / "b.pt", weights_only=False)["epoch"] == 2
     resumed = _model(seed=99)  # a fresh process would build the model anew
     again = train(resumed, RECIPE, 3, *_loaders(), checkpoint=tmp_path / "b.pt")
     assert again.resumed_from_epoch == 2 and again.curve == result.curve
