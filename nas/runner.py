@@ -123,7 +123,20 @@ def init_ray(config: StudyConfig) -> Any:
                                  f"({first}){hint}") from None
         else:
             ray.init(object_store_memory=512 * 1024 * 1024, **options)
+    if not config.workers.address:
+        _check_fits(config, ray.cluster_resources())
     return ray
+
+
+def _check_fits(config: StudyConfig, resources: dict[str, float]) -> None:
+    """On this machine (no autoscaler to add nodes), a trial that needs more CPUs or GPUs than
+    there are would wait forever: say so instead."""
+    for name, kind in (("cpus_per_trial", "CPU"), ("gpus_per_trial", "GPU")):
+        need = getattr(config.workers, name)
+        if need > resources.get(kind, 0):
+            raise StudyError(f"workers.{name}={need:g}: this machine's Ray instance has "
+                             f"{resources.get(kind, 0):g} {kind}s, so no trial could start; "
+                             "lower it or set workers.address to a cluster")
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:

@@ -274,3 +274,16 @@ def test_a_worker_that_outlives_its_killed_driver_cannot_spoil_the_resumed_train
     assert provenance["resumed_from_epoch"] in (2, 3) and provenance["epochs_run"] == 6
     assert not list(run_dir.glob("checkpoints/*/*"))
 
+
+def test_a_trial_that_cannot_fit_on_this_machine_is_a_one_line_error(tmp_path):
+    from nas.config import StudyError
+    from nas.runner import _check_fits
+
+    prepared = _study(tmp_path, workers={"cpus_per_trial": 3, "concurrent": 1})
+    with pytest.raises(StudyError, match=r"^workers.cpus_per_trial=3: this machine's Ray "
+                       r"instance has 2 CPUs, so no trial could start"):
+        _check_fits(prepared.config, {"CPU": 2.0})
+    gpu = _study(tmp_path, workers={"gpus_per_trial": 1})
+    with pytest.raises(StudyError, match=r"^workers.gpus_per_trial=1: .* has 0 GPUs"):
+        _check_fits(gpu.config, {"CPU": 2.0})
+    _check_fits(prepared.config, {"CPU": 4.0})  # fits: no error
