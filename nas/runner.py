@@ -116,8 +116,8 @@ def init_ray(config: StudyConfig) -> Any:
                 ray.init(address=address, **options)
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 first = str(exc).splitlines()[0]
-                hint = ("; Ray >= 2.59 clusters also need their token in RAY_AUTH_TOKEN "
-                        "(`ray get-auth-token` on the head)"
+                hint = ("; Ray >= 2.59 clusters also need RAY_AUTH_MODE=token and their token "
+                        "in RAY_AUTH_TOKEN (`ray get-auth-token` on the head)"
                         if first.startswith("Failed to connect") else "")
                 raise StudyError(f"workers.address={address}: cannot connect to the Ray cluster "
                                  f"({first}){hint}") from None
@@ -562,19 +562,21 @@ class _Driver:
         reason = None
         try:
             out = ray.get(ref)
-        except ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-            text = str(cause).strip().splitlines()
-            reason = f"{type(cause).__name__}: {text[0] if text else ''}"
-        except _node_lost(ray) as exc:
+        except _node_lost(ray):
             # The machine went away, not the candidate's fault: run it again on what is left
-            # (the checkpoint stays for the new attempt).
-            lost = f"interrupted: {type(exc).__name__}: the node running it died"
+            # (the checkpoint stays for the new attempt). Before RayTaskError: a task whose own
+            # sub-task (a device measurement) died with its node raises a RayTaskError that is
+            # also a NodeDiedError.
+            lost = "interrupted: NodeDiedError: the node running it died"
             for other in (trial, *(t for t, _ in attached)):
                 self.requeue(other.number, other.params, other.user_attrs, other, reason=lost)
                 self._end_shadow(other.number, optuna.trial.TrialState.FAIL)
             self.messages.append(f"trial {trial.number}: its node died; re-queued")
             return
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+            text = str(cause).strip().splitlines()
+            reason = f"{type(cause).__name__}: {text[0] if text else ''}"
         except ray.exceptions.RayError as exc:
             reason = f"{type(exc).__name__}: the worker died (out of memory or killed)"
         kill_point("returned")
