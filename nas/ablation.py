@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.config import StudyConfig, StudyError, deep_merge, parse_study
+from nas.outcome import TrialStatus
 from nas.results import format_cell
 
 ABLATIONS_DIR = Path("studies") / "ablations"
@@ -88,8 +89,7 @@ def ablation_table(frame: Any, config: StudyConfig, fixed: Sequence[Any]) -> Any
     by_name = {}
     if len(frame) and "fixed_point" in frame:
         for row in frame.sort_values("number").itertuples(index=False):
-            if isinstance(row.fixed_point, str) and row.status in ("ok", "pruned", "failed",
-                                                                   "infeasible"):
+            if isinstance(row.fixed_point, str) and TrialStatus(row.status).final:
                 by_name[row.fixed_point] = row  # the last attempt of a re-queued row
     rows = []
     for f in fixed:
@@ -171,7 +171,7 @@ def ordering(table: Any, metric: str = "top-1") -> Ordering:
     paper_col, ours_col, higher = {"top-1": ("published_top1", "accuracy", True),
                                    "latency": ("published_latency_ms", "latency_ms", False)}[metric]
     both = table.dropna(subset=[paper_col, ours_col])
-    both = both[both["status"] == "ok"]
+    both = both[both["status"] == TrialStatus.OK]
     names = tuple(both["row"])
     if len(both) < 2:
         return Ordering(metric, names, names, names, None, None)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.config import StudyConfig, StudyError
+from nas.outcome import TrialStatus, count_trials
 from nas.study import CONFIG_FILE, open_storage, stored_config
 
 # Columns first in the table, in this order; the search parameters follow as param.<name>.
@@ -67,13 +68,6 @@ def describe_oracle(latency: dict[str, Any] | None) -> str:
     return ", ".join(str(latency[k]) for k in ("backend", "device") if latency.get(k))
 
 
-def _status(trial: Any) -> str:
-    state = trial.state.name
-    if state in ("RUNNING", "WAITING"):
-        return state.lower()
-    return trial.user_attrs.get("status", "interrupted")
-
-
 def trials_frame(study: Any) -> Any:
     """One row per trial: outcome, objectives, size, spec id, reasons and the parameters."""
     import pandas as pd
@@ -85,7 +79,8 @@ def trials_frame(study: Any) -> Any:
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
         ev = a.get("eval") or {}
-        row = {"number": t.number, "status": _status(t), "fixed_point": a.get("fixed_point"),
+        row = {"number": t.number, "status": TrialStatus.of(t).value,
+               "fixed_point": a.get("fixed_point"),
                "accuracy": a.get("accuracy"), "latency_ms": a.get("latency_ms"),
                "params": a.get("params"), "macs": a.get("macs"), "spec_id": a.get("spec_id"),
                "fail_reason": a.get("fail_reason"), "duplicate_of": a.get("duplicate_of"),
@@ -102,7 +97,7 @@ def trials_frame(study: Any) -> Any:
         for key, value in t.params.items():
             row[f"param.{key}"] = value
         rows.append(row)
-        if row["status"] == "ok" and t.values is not None:
+        if row["status"] == TrialStatus.OK and t.values is not None:
             values.append((len(rows) - 1, t.values))
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -133,7 +128,6 @@ def status_text(run_dir: str | Path) -> str:
     """A run's progress and Pareto set, as printed by ``nas status``."""
     import pandas as pd
 
-    from nas.runner import count_trials
 
     study, config = open_run(run_dir)
     trials = study.get_trials(deepcopy=False)
@@ -149,7 +143,7 @@ def status_text(run_dir: str | Path) -> str:
              f"{c.waiting} waiting",
              "  objectives: " + ", ".join(f"{o.metric} ({o.resolved_direction})"
                                             for o in config.objectives)]
-    failed = [t for t in trials if t.user_attrs.get("status") == "failed"]
+    failed = [t for t in trials if TrialStatus.of(t) == TrialStatus.FAILED]
     for t in failed[:5]:
         lines.append(f"  failed trial {t.number}: {t.user_attrs.get('fail_reason')}")
     frame = trials_frame(study)

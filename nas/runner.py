@@ -39,6 +39,7 @@ from nas.budget import BudgetGate, Verdict, invalid_verdict
 from nas.config import StudyConfig, StudyError
 from nas.faults import kill_point
 from nas.lease import Heartbeat, RunLock, StaleTrials, StudyLock
+from nas.outcome import Counts, Outcome, TrialStatus, count_trials
 from nas.pruning import EpochReporter, make_pruner
 from nas.study import (
     PreparedStudy,
@@ -50,42 +51,6 @@ from nas.study import (
     write_config,
 )
 from nas.worker import AttemptFence, TrialTask, execute
-
-
-@dataclass
-class Counts:
-    """Trials of a study by outcome."""
-
-    ok: int = 0
-    pruned: int = 0
-    failed: int = 0
-    infeasible: int = 0
-    interrupted: int = 0
-    running: int = 0
-    waiting: int = 0
-
-    @property
-    def evaluated(self) -> int:
-        """Trials that count towards ``trials``: trained (fully or until pruned), or failed."""
-        return self.ok + self.pruned + self.failed
-
-
-def count_trials(trials: list[Any]) -> Counts:
-    """Counts of a study's trials (FrozenTrial list) by outcome."""
-    c = Counts()
-    for t in trials:
-        state = t.state.name
-        if state == "RUNNING":
-            c.running += 1
-        elif state == "PRUNED":
-            c.pruned += 1
-        elif state == "WAITING":
-            c.waiting += 1
-        else:
-            # A failed trial without a status was left RUNNING by a session that died.
-            status = t.user_attrs.get("status", "interrupted")
-            setattr(c, status, getattr(c, status) + 1)
-    return c
 
 
 @dataclass
@@ -306,7 +271,7 @@ class _Driver:
         self.study.sampler = self.sampler
         self.results_by_spec: dict[str, dict[str, Any]] = {}
         for t in existing:
-            if t.state.name == "COMPLETE" and t.user_attrs.get("status") == "ok":
+            if TrialStatus.of(t) == TrialStatus.OK:
                 key = _result_key(t.user_attrs["spec_id"],
                                   t.user_attrs.get("evaluator_key", self.evaluator_key))
                 self.results_by_spec.setdefault(key, _result_attrs(t))
@@ -393,7 +358,7 @@ class _Driver:
         import optuna
 
         if trial is not None:
-            trial.set_user_attr("status", "interrupted")
+            trial.set_user_attr("status", TrialStatus.INTERRUPTED.value)
             trial.set_user_attr("fail_reason", reason)
         self.study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         self._unbeat(number)
@@ -415,7 +380,7 @@ class _Driver:
 
     def pareto(self) -> list[Any]:
         """Pareto-optimal feasible evaluated trials."""
-        return [t for t in self.study.best_trials if t.user_attrs.get("status") == "ok"]
+        return [t for t in self.study.best_trials if TrialStatus.of(t) == TrialStatus.OK]
 
     def best_text(self) -> str:
         front = self.pareto()
@@ -440,7 +405,7 @@ class _Driver:
                         reason: str) -> None:
         for key, value in verdict.constraints.items():
             trial.set_constraint(key, value)
-        trial.set_user_attr("status", "infeasible")
+        trial.set_user_attr("status", TrialStatus.INFEASIBLE.value)
         trial.set_user_attr("fail_reason", reason)
         self.study.tell(trial, _objective_values(self.config, metrics))
         self._unbeat(trial.number)
@@ -449,7 +414,7 @@ class _Driver:
     def tell_failed(self, trial: Any, reason: str) -> None:
         import optuna
 
-        trial.set_user_attr("status", "failed")
+        trial.set_user_attr("status", TrialStatus.FAILED.value)
         trial.set_user_attr("fail_reason", reason)
         self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         self._unbeat(trial.number)
@@ -466,7 +431,7 @@ class _Driver:
             trial.set_constraint(key, value)
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
-        trial.set_user_attr("status", "ok")
+        trial.set_user_attr("status", TrialStatus.OK.value)
         metrics = {"accuracy": attrs["accuracy"], "latency_ms": attrs.get("latency_ms"),
                    "params": verdict.params, "macs": verdict.macs}
         self.study.tell(trial, _objective_values(self.config, metrics))
@@ -597,26 +562,24 @@ class _Driver:
             return
         shutil.rmtree(workdir, ignore_errors=True)
 
-    def _settle_attached(self, attached: list[tuple[Any, Verdict]], out: dict[str, Any],
+    def _settle_attached(self, attached: list[tuple[Any, Verdict]], out: Outcome,
                          key: str) -> None:
         result = self.results_by_spec.get(key)
         for other, other_verdict in attached:
             if result is None:  # infeasible by latency
-                self.tell_infeasible(other, self._with_latency(
-                    other_verdict, out["latency"]["median_ms"]), {
+                self.tell_infeasible(other, self._with_latency(other_verdict, out.latency_ms), {
                     "params": other_verdict.params, "macs": other_verdict.macs,
-                    "latency_ms": out["latency"]["median_ms"]}, "over budget: latency")
+                    "latency_ms": out.latency_ms}, "over budget: latency")
             else:
                 self.tell_ok(other, self._with_latency(other_verdict, result.get("latency_ms")),
                              _duplicate_attrs(result))
 
-    def _record(self, trial: Any, spec: Any, verdict: Verdict, out: dict[str, Any]) -> None:
-        latency = out.get("latency")
-        latency_ms = latency["median_ms"] if latency else None
+    def _record(self, trial: Any, spec: Any, verdict: Verdict, out: Outcome) -> None:
+        latency, latency_ms = out.latency, out.latency_ms
         verdict = self._with_latency(verdict, latency_ms)
         trial.set_user_attr("latency_ms", latency_ms)
         trial.set_user_attr("latency", _without_samples(latency))
-        if out["status"] == "infeasible":
+        if out.status == TrialStatus.INFEASIBLE:
             self.tell_infeasible(trial, verdict, {"params": verdict.params, "macs": verdict.macs,
                                                   "latency_ms": latency_ms},
                                  "over budget: latency")
@@ -625,19 +588,21 @@ class _Driver:
             self._end_shadow(trial.number, optuna.trial.TrialState.FAIL)
             return
         folder = self.run_dir / "trials" / str(trial.number)
-        if out["artifacts"]:
+        if out.artifacts:
             folder.mkdir(parents=True, exist_ok=True)
-            for name, data in out["artifacts"].items():
+            for name, data in out.artifacts.items():
                 (folder / f"{name}.pt").write_bytes(data)
-        attrs = {"accuracy": out["eval"]["accuracy"], "curve": out["eval"]["curve"],
-                 "eval": out["eval"]["provenance"], "latency_ms": latency_ms,
-                 "latency": _without_samples(latency), "wall_time_s": round(out["wall_time_s"], 2)}
+        ev = out.evaluation
+        assert ev is not None  # an evaluated outcome
+        attrs = {"accuracy": ev.accuracy, "curve": ev.curve, "eval": ev.provenance,
+                 "latency_ms": latency_ms, "latency": _without_samples(latency),
+                 "wall_time_s": round(out.wall_time_s, 2)}
         import optuna
 
-        if out["status"] == "pruned":
+        if out.status == TrialStatus.PRUNED:
             for key, value in attrs.items():
                 trial.set_user_attr(key, value)
-            trial.set_user_attr("status", "pruned")
+            trial.set_user_attr("status", TrialStatus.PRUNED.value)
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             self._unbeat(trial.number)
             self._end_shadow(trial.number, optuna.trial.TrialState.PRUNED)

@@ -1,7 +1,7 @@
 """One trial's work, run inside a Ray worker: latency (cached), the latency budget, evaluation.
 
-Everything the driver needs comes back in the returned dict, artifacts included as bytes, so
-workers on other machines need no shared file system.
+Everything the driver needs comes back as one :class:`nas.outcome.Outcome`, artifacts included
+as bytes, so workers on other machines need no shared file system.
 
 Fencing: a trial's checkpoint folder is shared by every attempt at that network (a re-queued
 trial resumes where the killed one stopped), and a worker can outlive its driver. So a worker
@@ -30,6 +30,7 @@ from mobilevit import ArchSpec
 from nas.evaluators.base import EvaluationError
 from nas.faults import kill_point
 from nas.latency import LatencyCache, cached_latency
+from nas.outcome import Evaluation, Outcome, TrialStatus
 from nas.runtime import tune_cpu_allocator
 
 
@@ -118,36 +119,31 @@ def _epoch_hook(task: TrialTask) -> Callable[[int, float], bool]:
     return on_epoch
 
 
-def execute(task: TrialTask) -> dict[str, Any]:
+def execute(task: TrialTask) -> Outcome:
     """Run one trial; raises on failure (the driver records the reason)."""
     tune_cpu_allocator()
     with _driver_watch(task.driver_host, task.driver_pid):
         return _execute(task)
 
 
-def _execute(task: TrialTask) -> dict[str, Any]:
+def _execute(task: TrialTask) -> Outcome:
     start = time.perf_counter()
-    out: dict[str, Any] = {"number": task.number, "status": "ok", "latency": None,
-                           "latency_cached": None, "eval": None, "artifacts": {}}
+    latency, cached = None, None
     if task.oracle is not None:
-        result, hit = cached_latency(task.oracle, ArchSpec.from_json(task.latency_spec_json),
-                                     LatencyCache(task.latency_cache))
-        out["latency"], out["latency_cached"] = result.to_dict(), hit
+        result, cached = cached_latency(task.oracle, ArchSpec.from_json(task.latency_spec_json),
+                                        LatencyCache(task.latency_cache))
+        latency = result.to_dict()
         if task.max_latency_ms is not None and result.median_ms > task.max_latency_ms:
-            out["status"] = "infeasible"
-            out["wall_time_s"] = time.perf_counter() - start
-            return out
+            return Outcome(task.number, TrialStatus.INFEASIBLE, time.perf_counter() - start,
+                           latency, cached)
     spec = ArchSpec.from_json(task.spec_json)
     with tempfile.TemporaryDirectory(prefix=f"trial{task.number}_") as tmp:
         workdir = Path(task.workdir) if task.workdir else Path(tmp)
         ev = task.evaluator.evaluate(spec, seed=task.seed, workdir=workdir, threads=task.threads,
                                      device=task.device, on_epoch=_epoch_hook(task))
-        out["artifacts"] = {name: Path(path).read_bytes() for name, path in ev.artifacts.items()}
+        artifacts = {name: Path(path).read_bytes() for name, path in ev.artifacts.items()}
     if not math.isfinite(ev.accuracy):
         raise EvaluationError(f"accuracy is {ev.accuracy}")
-    if ev.provenance.get("stopped_early"):
-        out["status"] = "pruned"
-    out["eval"] = {"accuracy": ev.accuracy, "curve": list(ev.curve),
-                   "provenance": ev.provenance}
-    out["wall_time_s"] = time.perf_counter() - start
-    return out
+    return Outcome(task.number, TrialStatus.PRUNED if ev.stopped_early else TrialStatus.OK,
+                   time.perf_counter() - start, latency, cached,
+                   Evaluation(ev.accuracy, list(ev.curve), ev.provenance), artifacts)

@@ -26,12 +26,14 @@ class EvalResult:
         provenance: what produced the number: evaluator, dataset, epochs, resolution, seed,
             images seen, wall time (s).
         artifacts: files written (name -> path), e.g. the trained weights.
+        stopped_early: the training was stopped by the pruner before its last epoch.
     """
 
     accuracy: float
     curve: tuple[float, ...] = ()
     provenance: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
+    stopped_early: bool = False
 
 
 class Evaluator(Protocol):
@@ -45,7 +47,7 @@ class Evaluator(Protocol):
 
         ``workdir`` is this trial's own folder (a checkpoint there is resumed); ``threads`` the
         CPU threads it may use; ``device`` "cpu" or "cuda"; ``on_epoch(epoch, accuracy)``
-        returning False stops training early (``provenance["stopped_early"]``); it is called
+        returning False stops training early (``stopped_early``); it is called
         before the epoch's checkpoint is written, and an exception it raises ends the run
         without writing. Raises EvaluationError for a candidate-specific failure.
         """

@@ -116,6 +116,7 @@ class TrainEvaluator:
         data = cfg.dataset
         return EvalResult(
             accuracy=result.accuracy, curve=tuple(result.curve), artifacts=artifacts,
+            stopped_early=result.stopped_early,
             provenance={
                 "evaluator": self.name, "metric": "top1", "dataset": data.kind,
                 "path": data.path, "classes": len(train_src.classes),

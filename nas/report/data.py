@@ -17,6 +17,7 @@ from typing import Any
 from mobilevit import FIXED_POINTS, ArchSpec, load_spec
 from nas.config import StudyConfig
 from nas.errors import NasError
+from nas.outcome import TrialStatus
 from nas.pareto import default_reference, front_rows, hypervolume_history
 
 # Parameter importances (PED-ANOVA) need this many completed trials to mean anything.
@@ -26,7 +27,7 @@ MIN_TRIALS_FOR_IMPORTANCE = 10
 MAX_PARALLEL_AXES = 12
 MAX_PARALLEL_LINES = 1000
 # Statuses of trials that trained a network (pruned ones only partly).
-TRAINED = ("ok", "pruned")
+TRAINED = tuple(s.value for s in TrialStatus if s.trained)
 
 
 @dataclasses.dataclass
@@ -174,7 +175,7 @@ def _derive(frame: Any, specs: Mapping[str, ArchSpec]) -> Any:
 
 
 def _front(trials: Any) -> Any:
-    ok = trials[trials["status"] == "ok"]
+    ok = trials[trials["status"] == TrialStatus.OK]
     front = front_rows(ok, [("accuracy", "maximize"), ("latency_ms", "minimize")])
     return front.sort_values(["latency_ms", "accuracy"])
 
@@ -183,8 +184,8 @@ def _progress(trials: Any) -> Any:
     import pandas as pd
 
     done = trials[trials["elapsed_min"].notna()].sort_values("elapsed_min", kind="stable")
-    ok = done["status"] == "ok"
-    rejected = done["status"] == "infeasible"
+    ok = done["status"] == TrialStatus.OK
+    rejected = done["status"] == TrialStatus.INFEASIBLE
     best = done["accuracy"].where(ok).cummax().ffill()
     return pd.DataFrame({"elapsed_min": done["elapsed_min"].to_numpy(),
                          "number": done["number"].to_numpy(),
@@ -197,7 +198,7 @@ def _progress(trials: Any) -> Any:
 def _parallel(trials: Any, importance: Any) -> tuple[Any, str]:
     import pandas as pd
 
-    ok = trials[trials["status"] == "ok"]
+    ok = trials[trials["status"] == TrialStatus.OK]
     # Choices every completed trial made (a conditional one cannot be drawn as an axis) and
     # that varied.
     params = [c for c in trials.columns if c.startswith("param.") and ok[c].notna().all()
@@ -278,7 +279,7 @@ def build_report_data(frame: Any, config: StudyConfig, *, run_dir: str | Path | 
     if reference is not None and set(reference) != {c for c, _ in objectives}:
         raise NasError(f"--reference {', '.join(sorted(reference)) or '(none)'}: give one value "
                        f"for each objective: {', '.join(c for c, _ in objectives)}")
-    ok = trials[trials["status"] == "ok"]
+    ok = trials[trials["status"] == TrialStatus.OK]
     notes: dict[str, str] = {}
     usable = ok.dropna(subset=[c for c, _ in objectives])
     if len(objectives) < 2:
@@ -323,8 +324,7 @@ def param_importances(study: Any, *, objective: int = 0) -> tuple[Any, str]:
 
     empty = pd.DataFrame(columns=["param", "importance"])
     trials = [t for t in study.get_trials(deepcopy=False)
-              if t.state.name == "COMPLETE" and t.user_attrs.get("status") == "ok"
-              and t.values is not None]
+              if TrialStatus.of(t) == TrialStatus.OK and t.values is not None]
     if len(trials) < MIN_TRIALS_FOR_IMPORTANCE:
         return empty, (f"parameter importances need {MIN_TRIALS_FOR_IMPORTANCE} completed trials;"
                        f" this run has {len(trials)}")

@@ -142,8 +142,8 @@ def test_study_survives_the_death_of_its_device_node(cluster, tmp_path):
     assert rc == 0, output[-3000:]
     elapsed = time.monotonic() - started
 
+    from nas.outcome import count_trials
     from nas.results import open_run
-    from nas.runner import count_trials
 
     study_obj, config = open_run(run_dir)
     assert config.workers.address == cluster.address

@@ -14,7 +14,7 @@ import yaml
 
 from nas.config import StudyError
 from nas.lease import LOCK_FILE, RunLock
-from nas.runner import count_trials
+from nas.outcome import count_trials
 from tests.nas.test_runner import SMOKE, _cli_run, _killed_at, _snapshot
 
 

@@ -15,8 +15,9 @@ import yaml
 import mobilevit
 from nas.config import parse_study
 from nas.lease import LOCK_FILE
+from nas.outcome import count_trials
 from nas.results import open_run, status_text, trials_frame
-from nas.runner import count_trials, run_study
+from nas.runner import run_study
 from nas.study import load, prepare, repair_journal
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -48,7 +48,7 @@ def test_a_superseded_attempt_stops_before_writing_and_a_current_one_never_delet
     fence = AttemptFence(f"journal:{tmp_path / 'journal.log'}", trial._trial_id)
     result = execute(_task(tmp_path, fence, epochs=2))
     checkpoint = tmp_path / "work" / "checkpoint.pt"
-    assert result["eval"]["provenance"]["epochs_run"] == 2
+    assert result.evaluation.provenance["epochs_run"] == 2
     assert checkpoint.exists()  # the driver removes it once it has recorded the result
     written = checkpoint.stat().st_mtime_ns
 
