@@ -7,9 +7,12 @@ infeasible and pruned trials grey.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from collections.abc import Callable
 from typing import Any
 
-from nas.report.data import ReportData
+from nas.report.data import FIGURE_COLUMNS, ReportData
 
 FAMILY_COLORS = {
     "v1": "#0072B2",
@@ -37,18 +40,6 @@ _PUBLISHED_TOP1_AXIS = dict(title="published ImageNet-1k top-1 (%)", overlaying=
                             showgrid=False, ticks="outside", tickmode="auto")
 MAX_IMPORTANCE_BARS = 15  # the rest are in the CSV
 FONT = "Inter, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
-
-# figure id -> (title, caption); the page and the static export use the same ids.
-TITLES = {
-    "accuracy_latency": "Accuracy vs latency",
-    "accuracy_params": "Accuracy vs parameters",
-    "accuracy_macs": "Accuracy vs MACs",
-    "hypervolume": "Hypervolume of the Pareto front",
-    "progress": "Study progress",
-    "parallel_coordinates": "Search choices",
-    "importance": "Parameter importance for accuracy",
-}
-
 
 def _layout(fig: Any, *, height: int = 520, **extra: Any) -> Any:
     legend = dict(bgcolor="rgba(255,255,255,0.85)", bordercolor="#ddd", borderwidth=1,
@@ -346,16 +337,143 @@ def importance(data: ReportData) -> Any:
                    showlegend=False, margin=dict(l=160, r=30, t=30, b=60))
 
 
+def trial_points(data: ReportData) -> Any:
+    """Every trial (``series=trial``) and every published model (``series=published``): the
+    table the three accuracy figures draw from."""
+    import pandas as pd
+
+    own = data.trials[[c for c in FIGURE_COLUMNS if c in data.trials]]
+    return pd.concat([own.assign(series="trial"), data.published.assign(series="published")],
+                     ignore_index=True, sort=False)
+
+
+def _always(data: ReportData) -> bool:
+    return True
+
+
+def _no_caveats(data: ReportData) -> list[str]:
+    return []
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """One figure of the report: all that the page, the CSV export and ``--static`` need.
+
+    Attributes:
+        id: names the figure everywhere: the page's ``fig-<id>`` element, ``data/<id>.csv``,
+            ``figures/<id>.<png|svg>`` (lower-case letters, digits and ``_``).
+        title: the heading of its card.
+        caption: what it shows, printed under it.
+        draw: the plotly figure of a report's data.
+        table: the numbers behind it, written as ``data/<id>.csv``.
+        wide: whether its card spans the width of the page.
+        shown: whether the page and ``--static`` draw it for this data (its CSV is written
+            either way, empty but for the header when there is nothing to draw).
+        caveats: sentences added to the caption that depend on the data (axes, reference
+            points). A note of ``ReportData.notes`` under the figure's id is added after them.
+    """
+
+    id: str
+    title: str
+    caption: str
+    draw: Callable[[ReportData], Any]
+    table: Callable[[ReportData], Any]
+    wide: bool = False
+    shown: Callable[[ReportData], bool] = _always
+    caveats: Callable[[ReportData], list[str]] = _no_caveats
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z0-9_]+", self.id):
+            raise ValueError(f"figure id {self.id!r}: use lower-case letters, digits and _ (it "
+                             "names a file and an HTML element)")
+
+    def caption_for(self, data: ReportData) -> str:
+        """The caption under the figure for this data."""
+        parts = [self.caption, *self.caveats(data)]
+        if self.id in data.notes:
+            parts.append(f"Note: {data.notes[self.id]}.")
+        return " ".join(p for p in parts if p)
+
+
+def _published_caveats(data: ReportData, *, size: bool) -> list[str]:
+    text = []
+    if data.published_accuracy_on_own_axis:
+        text.append("Our accuracies are at the study's fidelity, not ImageNet-1k top-1, so the "
+                    "published models use the right-hand axis.")
+    if not size and data.published_latency_on_own_axis:
+        text.append("Our latencies are not iPhone latencies, so the published ones use the top "
+                    "axis.")
+    if size:
+        text.append("Published models beyond the plotted range: double-click the plot to see all.")
+    return text
+
+
+def _reference_point(data: ReportData) -> list[str]:
+    if not data.reference:
+        return []
+    return ["Reference point: " + ", ".join(f"{k} {v:.4g}" for k, v in data.reference.items())
+            + "."]
+
+
+def _registry(*figures: Figure) -> dict[str, Figure]:
+    ids = [f.id for f in figures]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"figure ids repeat: {ids}")
+    return {f.id: f for f in figures}
+
+
+# Every figure of the report, in the order of the page. Adding a figure is adding an entry here
+# (and the function that draws it): the page, data/<id>.csv and --static follow this registry.
+FIGURES: dict[str, Figure] = _registry(
+    Figure(
+        "accuracy_latency", "Accuracy vs latency", wide=True,
+        caption=("Every evaluated network; the black step line is the Pareto front (no network "
+                 "is both more accurate and faster than a point on it). Filled circles are our "
+                 "trials coloured by block family, labelled when they are a published design; "
+                 "open diamonds joined by dotted lines are the papers' published models. "
+                 "Horizontal bars: the latency oracle's 10-90 % spread, where it measures one. "
+                 "Grey crosses on the floor: trials over the budget (not trained); grey rings: "
+                 "trials stopped early."),
+        draw=accuracy_latency, table=trial_points,
+        caveats=lambda d: _published_caveats(d, size=False)),
+    Figure(
+        "accuracy_params", "Accuracy vs parameters",
+        caption="Parameters counted with a 1000-class classifier, as the papers count.",
+        draw=lambda d: accuracy_size(d, "params"), table=trial_points,
+        caveats=lambda d: _published_caveats(d, size=True)),
+    Figure(
+        "accuracy_macs", "Accuracy vs MACs",
+        caption="Multiply-accumulates (the papers' \"FLOPs\"), counted by fvcore.",
+        draw=lambda d: accuracy_size(d, "macs"), table=trial_points,
+        caveats=lambda d: _published_caveats(d, size=True)),
+    Figure(
+        "hypervolume", "Hypervolume of the Pareto front",
+        caption="Volume of objective space dominated by the front, after each trial.",
+        draw=hypervolume, table=lambda d: d.hypervolume, caveats=_reference_point),
+    Figure(
+        "progress", "Study progress",
+        caption=("Trials evaluated (trained or failed), candidates the budget rejected before "
+                 "training, and the best accuracy so far."),
+        draw=progress, table=lambda d: d.progress),
+    Figure(
+        "parallel_coordinates", "Search choices", wide=True,
+        caption=("One line per completed trial through its search choices, coloured by "
+                 "accuracy; drag along an axis to filter."),
+        draw=parallel_coordinates, table=lambda d: d.parallel),
+    Figure(
+        "importance", "Parameter importance for accuracy",
+        caption=("How much each search choice explains accuracy among the better trials "
+                 "(Optuna's PED-ANOVA)."),
+        draw=importance, table=lambda d: d.importance, shown=lambda d: len(d.importance) > 0),
+)
+
+
+def shown_figures(data: ReportData) -> list[Figure]:
+    """The registered figures this data draws, in the order of the page."""
+    return [f for f in FIGURES.values() if f.shown(data)]
+
+
 def all_figures(data: ReportData) -> dict[str, Any]:
-    """Every figure of the report, by id (the order of the page)."""
-    figures = {
-        "accuracy_latency": accuracy_latency(data),
-        "accuracy_params": accuracy_size(data, "params"),
-        "accuracy_macs": accuracy_size(data, "macs"),
-        "hypervolume": hypervolume(data),
-        "progress": progress(data),
-        "parallel_coordinates": parallel_coordinates(data),
-    }
-    if len(data.importance):
-        figures["importance"] = importance(data)
-    return figures
+    """The drawn figures of the report, by id (the order of the page; what ``--static``
+    writes)."""
+    return {f.id: f.draw(data) for f in shown_figures(data)}

@@ -7,7 +7,8 @@ import yaml
 
 from nas.config import parse_study
 from nas.report.browser import check_page
-from nas.report.data import build_report_data
+from nas.report.data import build_report_data, load_report_data
+from nas.report.figures import shown_figures
 from nas.report.page import write_report
 from tests.nas.report.test_data import ROOT, _frame
 
@@ -19,10 +20,10 @@ def _assert_clean(check):
 
 
 def test_the_smoke_report_renders_without_errors(smoke_run, tmp_path, chromium):
-    files = write_report(smoke_run, output=tmp_path / "report")
+    data = load_report_data(smoke_run)
+    files = write_report(smoke_run, output=tmp_path / "report", data=data)
     check = check_page(files.html, screenshot=tmp_path / "smoke.png", executable=chromium)
-    assert {"accuracy_latency", "accuracy_params", "accuracy_macs", "hypervolume", "progress",
-            "parallel_coordinates"} <= set(check.figures)
+    assert list(check.figures) == [f.id for f in shown_figures(data)]
     _assert_clean(check)
 
 

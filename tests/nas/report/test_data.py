@@ -17,6 +17,7 @@ from nas.report.data import (
     short_name,
     spec_family,
 )
+from nas.report.figures import FIGURES
 
 ROOT = Path(__file__).resolve().parents[3]
 T0 = datetime(2026, 1, 1, 9, 0)
@@ -63,10 +64,9 @@ def test_tables_hold_every_trial_the_front_and_the_hypervolume():
     assert data.front["number"].tolist() == [3, 0, 1]  # by latency; 2 dominated; 6 pruned
     assert data.hypervolume["hypervolume"].tolist() == pytest.approx(
         [200, 240, 240, 270, 270, 270, 270])  # the hand-worked values of tests/nas/test_pareto
-    tables = data.tables()
-    own = tables["accuracy_latency"].query("series == 'trial'")
-    assert sorted(own["number"]) == list(range(7))
-    assert len(tables["accuracy_latency"].query("series == 'published'")) == len(FIXED_POINTS)
+    points = FIGURES["accuracy_latency"].table(data)
+    assert sorted(points.query("series == 'trial'")["number"]) == list(range(7))
+    assert len(points.query("series == 'published'")) == len(FIXED_POINTS)
     assert data.pareto_table["export"].tolist() == [
         "nas export runs/x --trial 3", "nas export runs/x --trial 0", "nas export runs/x --trial 1"]
     # the spec gives the fixed point's family and summary; the search parameter the others'
