@@ -32,7 +32,8 @@ TRAINED = tuple(s.value for s in TrialStatus if s.trained)
 
 @dataclasses.dataclass
 class ReportData:
-    """Everything a report shows, as tables (one per figure) and a few facts about the study.
+    """Everything a report shows, as tables and a few facts about the study (which figure
+    draws which table: the registry, :data:`nas.report.figures.FIGURES`).
 
     Attributes:
         trials: every trial, with the derived columns the figures use (``label``, ``family``,
@@ -69,28 +70,8 @@ class ReportData:
     ablation: Any = None  # the ablation table (nas.ablation.ablation_table), for an ablation
     orderings: list[Any] = dataclasses.field(default_factory=list)
 
-    def tables(self) -> dict[str, Any]:
-        """The CSV tables of the report, by figure id."""
-        import pandas as pd
 
-        own = self.trials[[c for c in FIGURE_COLUMNS if c in self.trials]]
-        # the three accuracy figures draw from the same trials and published models
-        points = pd.concat([own.assign(series="trial"), self.published.assign(series="published")],
-                           ignore_index=True, sort=False)
-        return {
-            "accuracy_latency": points,
-            "accuracy_params": points,
-            "accuracy_macs": points,
-            "pareto_front": self.front,
-            "hypervolume": self.hypervolume,
-            "progress": self.progress,
-            "parallel_coordinates": self.parallel,
-            "importance": self.importance,
-            "pareto_trials": self.pareto_table,
-            **({"ablation": self.ablation} if self.ablation is not None else {}),
-        }
-
-
+# The trials' columns in the CSV of the accuracy figures (nas.report.figures.trial_points).
 FIGURE_COLUMNS = ["number", "status", "label", "family", "accuracy", "latency_ms",
                   "latency_err_ms", "params", "macs", "front", "pareto", "fidelity", "oracle",
                   "spec_id", "summary", "fail_reason"]
