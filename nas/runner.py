@@ -28,9 +28,9 @@ import os
 import shutil
 import socket
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -38,14 +38,14 @@ from mobilevit import SpecError
 from nas.budget import BudgetGate, Verdict, invalid_verdict
 from nas.config import StudyConfig, StudyError
 from nas.faults import kill_point
-from nas.lease import Heartbeat, RunLock, StaleTrials, StudyLock
+from nas.lease import RunLock
+from nas.ledger import Ledger
 from nas.outcome import Counts, Outcome, TrialStatus, count_trials
-from nas.pruning import EpochReporter, make_pruner
+from nas.pruning import EpochReporter
 from nas.study import (
     PreparedStudy,
     make_evaluator,
     make_latency_oracle,
-    open_storage,
     stored_config,
     with_overrides,
     write_config,
@@ -161,16 +161,6 @@ def trial_seed(config: StudyConfig, spec_id: str) -> int:
     return int(hashlib.sha256(f"{config.seed}:{spec_id}".encode()).hexdigest()[:8], 16)
 
 
-def _objective_values(config: StudyConfig, metrics: dict[str, float | None]) -> list[float]:
-    values = []
-    for obj in config.objectives:
-        value = metrics.get(obj.metric)
-        if value is None:  # not measured (an infeasible candidate): the worst value
-            value = -math.inf if obj.resolved_direction == "maximize" else math.inf
-        values.append(float(value))
-    return values
-
-
 class Progress:
     """A one-line live status (redrawn on a terminal, one line per event otherwise)."""
 
@@ -227,163 +217,113 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+class _SharedResults:
+    """Results shared between trials of the same network under the same evaluator: done ones
+    (recorded in the study) and ones being evaluated right now (their trials wait for them)."""
+
+    def __init__(self, trials: list[Any], default_evaluator_key: str) -> None:
+        self.done: dict[str, dict[str, Any]] = {}
+        for t in trials:
+            if TrialStatus.of(t) == TrialStatus.OK:
+                key = _result_key(t.user_attrs["spec_id"],
+                                  t.user_attrs.get("evaluator_key", default_evaluator_key))
+                self.done.setdefault(key, _result_attrs(t))
+        self.inflight: set[str] = set()
+        self.attached: dict[str, list[tuple[Any, Verdict]]] = {}
+
+    def attach(self, key: str, trial: Any, verdict: Verdict) -> None:
+        self.attached.setdefault(key, []).append((trial, verdict))
+
+    def finish(self, key: str) -> list[tuple[Any, Verdict]]:
+        """The evaluation of ``key`` ended: the trials that waited for it."""
+        self.inflight.discard(key)
+        return self.attached.pop(key, [])
+
+    def waiting(self) -> list[Any]:
+        return [t for group in self.attached.values() for t, _ in group]
+
+
+class _Tasks:
+    """Turns an asked trial into the Ray task that evaluates it: the evaluator of its row (an
+    ablation row may change the training), the latency oracle, the pruner's reporter, the
+    fence and the checkpoint folder."""
+
+    def __init__(self, config: StudyConfig, ledger: Ledger, run_dir: Path) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.run_dir = run_dir
+        self.evaluator_key = _evaluator_key(config.evaluator)
+        self.evaluators: dict[str, Any] = {}  # evaluator key -> evaluator (rows may differ)
+
+    @cached_property
+    def oracle(self) -> Any:
+        device = "cuda" if self.config.workers.gpus_per_trial > 0 else "cpu"
+        return make_latency_oracle(self.config, device)
+
+    def evaluator_of(self, ev_config: Any) -> Any:
+        key = _evaluator_key(ev_config)
+        if key not in self.evaluators:
+            self.evaluators[key] = make_evaluator(self.config.model_copy(
+                update={"evaluator": ev_config}))
+        return self.evaluators[key]
+
+    def checkpoints(self, spec: Any, ev_key: str) -> Path:
+        return self.run_dir / "checkpoints" / f"{spec.spec_id}-{ev_key}"
+
+    def task(self, trial: Any, spec: Any, ev_config: Any, ev_key: str) -> TrialTask:
+        config = self.config
+        reporter = None
+        shadow_trial = self.ledger.ask_shadow(trial)
+        if shadow_trial is not None:
+            reporter = EpochReporter(self.ledger.shadow.study_name,  # type: ignore[union-attr]
+                                     self.ledger.address, shadow_trial._trial_id, config.pruner,
+                                     getattr(ev_config, "epochs", 1),
+                                     prunable="fixed_point" not in trial.user_attrs)
+        latency_spec = spec.replace(num_classes=config.budget.count_classes)
+        return TrialTask(
+            number=trial.number, spec_json=spec.to_json(),
+            latency_spec_json=latency_spec.to_json(), seed=trial_seed(config, spec.spec_id),
+            evaluator=self.evaluator_of(ev_config), oracle=self.oracle,
+            latency_cache=getattr(config.latency, "cache", None),
+            max_latency_ms=config.budget.max_latency_ms,
+            threads=max(1, int(config.workers.cpus_per_trial)),
+            device="cuda" if config.workers.gpus_per_trial > 0 else "cpu",
+            workdir=str(self.checkpoints(spec, ev_key)), reporter=reporter,
+            fence=AttemptFence(self.ledger.address, trial._trial_id),
+            driver_host=socket.gethostname(), driver_pid=os.getpid())
+
+
 class _Driver:
-    """The state of one session of a study."""
+    """One session of a study: asks for trials, gates them, starts their tasks, records their
+    outcomes (through the ledger), shares results between trials of one network."""
 
     def __init__(self, prepared: PreparedStudy, config: StudyConfig) -> None:
-        import optuna
-
         self.prepared = prepared
         self.config = config
         self.run_dir = prepared.run_dir
         self.space = prepared.space
         self.gate = BudgetGate(config.budget)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.stale = StaleTrials()
-        storage = open_storage(config, self.run_dir, on_stale=self.stale)
-        # Read-then-write steps of cooperating drivers on one PostgreSQL study run under this.
-        self.lock = StudyLock(storage, config.name)
-        try:  # loading first: a journal records every create_study call, even a duplicate one
-            self.study = optuna.load_study(study_name=config.name, storage=storage)
-        except KeyError:
-            self.study = optuna.create_study(study_name=config.name, storage=storage,
-                                             directions=config.directions)
-        self.shadow = None
-        pruner = make_pruner(config.pruner, getattr(config.evaluator, "epochs", 1))
-        if pruner is not None:
-            name = f"{config.name}.accuracy"
-            try:
-                self.shadow = optuna.load_study(study_name=name, storage=storage, pruner=pruner)
-            except KeyError:
-                self.shadow = optuna.create_study(study_name=name, storage=storage,
-                                                  direction="maximize", pruner=pruner)
-        self.storage_address = (config.storage or
-                                f"journal:{self.run_dir / 'journal.log'}")
-        self.evaluator_key = _evaluator_key(config.evaluator)
+        self.ledger = Ledger(prepared, config)
         self.fixed_by_name = {f.name: f for f in prepared.fixed}
-        self.evaluators: dict[str, Any] = {}  # evaluator key -> evaluator (rows may differ)
-        existing = self.study.get_trials(deepcopy=False)
+        existing = self.ledger.trials()
         # Re-seed per session so a resumed study does not replay its first samples (an Optuna
         # pitfall); the first session uses the study seed itself. Drivers that start together
         # on one PostgreSQL study see the same trials: their index tells their seeds apart.
-        self.sampler_seed = (config.seed + len(existing) + self._register()) % 2**32
+        self.sampler_seed = (config.seed + len(existing)
+                             + 1_000_003 * self.ledger.register()) % 2**32
         self.sampler = make_sampler(config, self.sampler_seed)
-        self.study.sampler = self.sampler
-        self.results_by_spec: dict[str, dict[str, Any]] = {}
-        for t in existing:
-            if TrialStatus.of(t) == TrialStatus.OK:
-                key = _result_key(t.user_attrs["spec_id"],
-                                  t.user_attrs.get("evaluator_key", self.evaluator_key))
-                self.results_by_spec.setdefault(key, _result_attrs(t))
+        self.ledger.study.sampler = self.sampler
+        self.tasks = _Tasks(config, self.ledger, self.run_dir)
+        self.shared = _SharedResults(existing, self.tasks.evaluator_key)
         # task -> trial, spec, verdict, checkpoint folder
         self.running: dict[Any, tuple[Any, Any, Verdict, Path]] = {}
-        self.shadow_trials: dict[int, Any] = {}  # trial number -> its shadow trial
-        self._beating: dict[int, list[int]] = {}  # trial number -> storage ids to heartbeat
-        self._beat_lock = threading.Lock()
-        self.heartbeat = Heartbeat(storage, config.workers.heartbeat_seconds, self._beat_ids)
-        self.last_reap = time.monotonic()
-        # Trials whose network is being evaluated for another trial right now, by spec id.
-        self.inflight: dict[str, Any] = {}
-        self.attached: dict[str, list[tuple[Any, Verdict]]] = {}
-        self.session_infeasible = 0
-        self.new_trials = 0
         self.messages: list[str] = []  # for the progress stream
 
-    def _register(self) -> int:
-        """This driver's index among the drivers that ran the study at once (0 on a journal,
-        where the run folder's lock makes it the only one)."""
-        if not self.lock.shared:
-            return 0
-        with self.lock.held():
-            index = int(self.study.user_attrs.get("drivers", 0))
-            self.study.set_user_attr("drivers", index + 1)
-        return 1_000_003 * index
-
     def close(self) -> None:
-        self.heartbeat.stop()
-        self.lock.close()
-
-    # -- bookkeeping ------------------------------------------------------------------------------
-
-    def trials(self) -> list[Any]:
-        return self.study.get_trials(deepcopy=False)
-
-    def _beat_ids(self) -> list[int]:
-        with self._beat_lock:
-            return [i for ids in self._beating.values() for i in ids]
-
-    def _beat(self, number: int, trial_id: int) -> None:
-        with self._beat_lock:
-            self._beating.setdefault(number, []).append(trial_id)
-        self.heartbeat.beat(trial_id)
-
-    def _unbeat(self, number: int) -> None:
-        with self._beat_lock:
-            self._beating.pop(number, None)
-
-    def reap_interrupted(self) -> int:
-        """Fail the trials a dead driver left RUNNING and queue their parameters again.
-
-        With heartbeats (PostgreSQL), only trials whose heartbeat stopped: other drivers may be
-        running the rest. Without (the journal), every running trial: this driver holds the run
-        folder, so no other driver is running any."""
-        import optuna
-
-        with self.lock.held():
-            if self.heartbeat.enabled:
-                stale = self.stale.reap(self.study)
-                shadow = self.stale.reap(self.shadow) if self.shadow is not None else []
-                # A driver asks, beats and names itself under the lock that is held here: a
-                # running trial that names no driver lost its driver before it ever beat (or
-                # was started by a version without heartbeats).
-                stale += [t for t in self.study.get_trials(
-                    deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-                    if "driver" not in t.user_attrs]
-            else:
-                running = (optuna.trial.TrialState.RUNNING,)
-                stale = self.study.get_trials(deepcopy=False, states=running)
-                shadow = (self.shadow.get_trials(deepcopy=False, states=running)
-                          if self.shadow is not None else [])
-            for t in stale:
-                self.requeue(t.number, t.params, t.user_attrs)
-            for t in shadow:
-                self.shadow.tell(t.number, state=optuna.trial.TrialState.FAIL,  # type: ignore
-                                 skip_if_finished=True)
-        self.last_reap = time.monotonic()
-        return len(stale)
-
-    def requeue(self, number: int, params: dict[str, Any], attrs: dict[str, Any],
-                trial: Any = None, reason: str = "interrupted: stopped by the user") -> None:
-        """Fail an unfinished trial as interrupted and queue its parameters again."""
-        import optuna
-
-        if trial is not None:
-            trial.set_user_attr("status", TrialStatus.INTERRUPTED.value)
-            trial.set_user_attr("fail_reason", reason)
-        self.study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-        self._unbeat(number)
-        keep = {k: v for k, v in attrs.items() if k == "fixed_point"}
-        self.study.enqueue_trial(params, user_attrs={**keep, "requeued_from": number})
-
-    def enqueue_fixed(self) -> int:
-        """Enqueue the fixed trials not enqueued by an earlier session or another driver;
-        returns how many."""
-        with self.lock.held():
-            done = {t.user_attrs.get("fixed_point") for t in self.trials()}
-            added = 0
-            for fixed in self.prepared.fixed:
-                if fixed.name not in done:
-                    self.study.enqueue_trial(fixed.params or {},
-                                             user_attrs={"fixed_point": fixed.name})
-                    added += 1
-        return added
-
-    def pareto(self) -> list[Any]:
-        """Pareto-optimal feasible evaluated trials."""
-        return [t for t in self.study.best_trials if TrialStatus.of(t) == TrialStatus.OK]
+        self.ledger.close()
 
     def best_text(self) -> str:
-        front = self.pareto()
+        front = self.ledger.pareto()
         if not front:
             return ""
         metric0 = self.config.objectives[0]
@@ -393,56 +333,16 @@ class _Driver:
                                                                pick.values, strict=True)]
         return f" (best {' @ '.join(parts)})"
 
-    # -- one trial --------------------------------------------------------------------------------
-
     def save_spec(self, spec: Any) -> None:
         path = self.run_dir / "specs" / f"{spec.spec_id}.json"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(spec.to_json(indent=2))
 
-    def tell_infeasible(self, trial: Any, verdict: Verdict, metrics: dict[str, Any],
-                        reason: str) -> None:
-        for key, value in verdict.constraints.items():
-            trial.set_constraint(key, value)
-        trial.set_user_attr("status", TrialStatus.INFEASIBLE.value)
-        trial.set_user_attr("fail_reason", reason)
-        self.study.tell(trial, _objective_values(self.config, metrics))
-        self._unbeat(trial.number)
-        self.session_infeasible += 1
-
-    def tell_failed(self, trial: Any, reason: str) -> None:
-        import optuna
-
-        trial.set_user_attr("status", TrialStatus.FAILED.value)
-        trial.set_user_attr("fail_reason", reason)
-        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        self._unbeat(trial.number)
-        self._end_shadow(trial.number, optuna.trial.TrialState.FAIL)
-        self.new_trials += 1
-
-    def _end_shadow(self, number: int, state: Any, value: float | None = None) -> None:
-        shadow_trial = self.shadow_trials.pop(number, None)
-        if shadow_trial is not None:
-            self.shadow.tell(shadow_trial, value, state=state)  # type: ignore[union-attr]
-
-    def tell_ok(self, trial: Any, verdict: Verdict, attrs: dict[str, Any]) -> None:
-        for key, value in verdict.constraints.items():
-            trial.set_constraint(key, value)
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        trial.set_user_attr("status", TrialStatus.OK.value)
-        metrics = {"accuracy": attrs["accuracy"], "latency_ms": attrs.get("latency_ms"),
-                   "params": verdict.params, "macs": verdict.macs}
-        self.study.tell(trial, _objective_values(self.config, metrics))
-        self._unbeat(trial.number)
-        self.new_trials += 1
-
-    def dispatch(self, ray: Any, remote: Any, evaluator: Any, oracle: Any) -> bool:
+    def dispatch(self, ray: Any, remote: Any) -> bool:
         """Ask for one trial and start it (or settle it at once); False when nothing to ask."""
-        trial = self.study.ask()
-        self._beat(trial.number, trial._trial_id)  # Optuna has no public accessor for the id
-        trial.set_user_attr("driver", f"{socket.gethostname()}:{os.getpid()}")
+        ledger = self.ledger
+        trial = ledger.ask()
         fixed = self.fixed_by_name.get(trial.user_attrs.get("fixed_point"))
         try:
             # an ablation row outside the space is built from its spec, not from parameters
@@ -450,7 +350,7 @@ class _Driver:
                 self.space.sample(trial)
         except SpecError as exc:
             trial.set_user_attr("spec_id", None)
-            self.tell_infeasible(trial, invalid_verdict(), {}, f"invalid network: {exc}")
+            ledger.tell_infeasible(trial, invalid_verdict(), {}, f"invalid network: {exc}")
             return True
         verdict = self.gate.check(spec)
         self.save_spec(spec)
@@ -458,55 +358,30 @@ class _Driver:
         trial.set_user_attr("params", verdict.params)
         trial.set_user_attr("macs", verdict.macs)
         if not verdict.feasible:
-            self.tell_infeasible(trial, verdict, {"params": verdict.params, "macs": verdict.macs},
-                                 "over budget: " + ", ".join(verdict.violated()))
+            ledger.tell_infeasible(trial, verdict, {"params": verdict.params,
+                                                    "macs": verdict.macs},
+                                   "over budget: " + ", ".join(verdict.violated()))
             return True
         ev_config = fixed.evaluator if fixed is not None and fixed.evaluator else \
             self.config.evaluator
         ev_key = _evaluator_key(ev_config)
         trial.set_user_attr("evaluator_key", ev_key)
         key = _result_key(spec.spec_id, ev_key)
-        previous = self.results_by_spec.get(key)
+        previous = self.shared.done.get(key)
         if previous is not None:  # the same network (e.g. heads under separable attention)
             verdict = self._with_latency(verdict, previous.get("latency_ms"))
-            self.tell_ok(trial, verdict, _duplicate_attrs(previous))
+            ledger.tell_ok(trial, verdict, _duplicate_attrs(previous))
             return True
-        if key in self.inflight:  # being evaluated right now: share that result
-            self.attached.setdefault(key, []).append((trial, verdict))
+        if key in self.shared.inflight:  # being evaluated right now: share that result
+            self.shared.attach(key, trial, verdict)
             return True
-        if ev_key != self.evaluator_key:  # a row that changes the training
-            if ev_key not in self.evaluators:
-                self.evaluators[ev_key] = make_evaluator(
-                    self.config.model_copy(update={"evaluator": ev_config}))
-            evaluator = self.evaluators[ev_key]
-        latency_spec = spec.replace(num_classes=self.config.budget.count_classes)
-        reporter = None
-        if self.shadow is not None:
-            shadow_trial = self.shadow.ask()
-            self.shadow_trials[trial.number] = shadow_trial
-            self._beat(trial.number, shadow_trial._trial_id)
-            reporter = EpochReporter(self.shadow.study_name, self.storage_address,
-                                     shadow_trial._trial_id, self.config.pruner,
-                                     getattr(ev_config, "epochs", 1),
-                                     prunable="fixed_point" not in trial.user_attrs)
-        workdir = self.run_dir / "checkpoints" / f"{spec.spec_id}-{ev_key}"
-        task = TrialTask(
-            number=trial.number, spec_json=spec.to_json(),
-            latency_spec_json=latency_spec.to_json(), seed=trial_seed(self.config, spec.spec_id),
-            evaluator=evaluator, oracle=oracle,
-            latency_cache=getattr(self.config.latency, "cache", None),
-            max_latency_ms=self.config.budget.max_latency_ms,
-            threads=max(1, int(self.config.workers.cpus_per_trial)),
-            device="cuda" if self.config.workers.gpus_per_trial > 0 else "cpu",
-            workdir=str(workdir), reporter=reporter,
-            fence=AttemptFence(self.storage_address, trial._trial_id),
-            driver_host=socket.gethostname(), driver_pid=os.getpid())
+        task = self.tasks.task(trial, spec, ev_config, ev_key)
         kill_point("dispatched")
         ref = remote.options(num_cpus=self.config.workers.cpus_per_trial,
                              num_gpus=self.config.workers.gpus_per_trial,
                              max_retries=0).remote(task)
-        self.running[ref] = (trial, spec, verdict, workdir)
-        self.inflight[key] = ref
+        self.running[ref] = (trial, spec, verdict, self.tasks.checkpoints(spec, ev_key))
+        self.shared.inflight.add(key)
         return True
 
     def _with_latency(self, verdict: Verdict, latency_ms: float | None) -> Verdict:
@@ -520,10 +395,10 @@ class _Driver:
         the trial's checkpoint once its outcome is recorded, never before."""
         import optuna
 
+        ledger = self.ledger
         trial, spec, verdict, workdir = self.running.pop(ref)
         key = _result_key(spec.spec_id, trial.user_attrs["evaluator_key"])
-        self.inflight.pop(key, None)
-        attached = self.attached.pop(key, [])
+        attached = self.shared.finish(key)
         reason = None
         try:
             out = ray.get(ref)
@@ -534,8 +409,7 @@ class _Driver:
             # also a NodeDiedError.
             lost = "interrupted: NodeDiedError: the node running it died"
             for other in (trial, *(t for t, _ in attached)):
-                self.requeue(other.number, other.params, other.user_attrs, other, reason=lost)
-                self._end_shadow(other.number, optuna.trial.TrialState.FAIL)
+                ledger.requeue(other.number, other.params, other.user_attrs, other, reason=lost)
             self.messages.append(f"trial {trial.number}: its node died; re-queued")
             return
         except ray.exceptions.RayTaskError as exc:
@@ -547,10 +421,10 @@ class _Driver:
         kill_point("returned")
         try:
             if reason is not None:
-                self.tell_failed(trial, reason)
+                ledger.tell_failed(trial, reason)
                 for other, _ in attached:
-                    self.tell_failed(other, f"the same network failed in trial "
-                                     f"{trial.number}: {reason}")
+                    ledger.tell_failed(other, f"the same network failed in trial "
+                                       f"{trial.number}: {reason}")
             else:
                 self._record(trial, spec, verdict, out)
                 self._settle_attached(attached, out, key)
@@ -564,15 +438,17 @@ class _Driver:
 
     def _settle_attached(self, attached: list[tuple[Any, Verdict]], out: Outcome,
                          key: str) -> None:
-        result = self.results_by_spec.get(key)
+        result = self.shared.done.get(key)
         for other, other_verdict in attached:
             if result is None:  # infeasible by latency
-                self.tell_infeasible(other, self._with_latency(other_verdict, out.latency_ms), {
-                    "params": other_verdict.params, "macs": other_verdict.macs,
-                    "latency_ms": out.latency_ms}, "over budget: latency")
+                self.ledger.tell_infeasible(
+                    other, self._with_latency(other_verdict, out.latency_ms),
+                    {"params": other_verdict.params, "macs": other_verdict.macs,
+                     "latency_ms": out.latency_ms}, "over budget: latency")
             else:
-                self.tell_ok(other, self._with_latency(other_verdict, result.get("latency_ms")),
-                             _duplicate_attrs(result))
+                self.ledger.tell_ok(other, self._with_latency(other_verdict,
+                                                              result.get("latency_ms")),
+                                    _duplicate_attrs(result))
 
     def _record(self, trial: Any, spec: Any, verdict: Verdict, out: Outcome) -> None:
         latency, latency_ms = out.latency, out.latency_ms
@@ -580,39 +456,30 @@ class _Driver:
         trial.set_user_attr("latency_ms", latency_ms)
         trial.set_user_attr("latency", _without_samples(latency))
         if out.status == TrialStatus.INFEASIBLE:
-            self.tell_infeasible(trial, verdict, {"params": verdict.params, "macs": verdict.macs,
-                                                  "latency_ms": latency_ms},
-                                 "over budget: latency")
-            import optuna
-
-            self._end_shadow(trial.number, optuna.trial.TrialState.FAIL)
+            self.ledger.tell_infeasible(trial, verdict, {"params": verdict.params,
+                                                         "macs": verdict.macs,
+                                                         "latency_ms": latency_ms},
+                                        "over budget: latency")
             return
-        folder = self.run_dir / "trials" / str(trial.number)
-        if out.artifacts:
-            folder.mkdir(parents=True, exist_ok=True)
-            for name, data in out.artifacts.items():
-                (folder / f"{name}.pt").write_bytes(data)
+        self._save_artifacts(trial.number, out.artifacts)
         ev = out.evaluation
         assert ev is not None  # an evaluated outcome
         attrs = {"accuracy": ev.accuracy, "curve": ev.curve, "eval": ev.provenance,
                  "latency_ms": latency_ms, "latency": _without_samples(latency),
                  "wall_time_s": round(out.wall_time_s, 2)}
-        import optuna
-
         if out.status == TrialStatus.PRUNED:
-            for key, value in attrs.items():
-                trial.set_user_attr(key, value)
-            trial.set_user_attr("status", TrialStatus.PRUNED.value)
-            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            self._unbeat(trial.number)
-            self._end_shadow(trial.number, optuna.trial.TrialState.PRUNED)
-            self.new_trials += 1
+            self.ledger.tell_pruned(trial, attrs)
             return
-        self.tell_ok(trial, verdict, attrs)
-        self._end_shadow(trial.number, optuna.trial.TrialState.COMPLETE, attrs["accuracy"])
-        self.results_by_spec.setdefault(_result_key(spec.spec_id,
-                                                    trial.user_attrs["evaluator_key"]),
-                                        {**attrs, "trial": trial.number})
+        self.ledger.tell_ok(trial, verdict, attrs)
+        self.shared.done.setdefault(_result_key(spec.spec_id, trial.user_attrs["evaluator_key"]),
+                                    {**attrs, "trial": trial.number})
+
+    def _save_artifacts(self, number: int, artifacts: dict[str, bytes]) -> None:
+        if artifacts:
+            folder = self.run_dir / "trials" / str(number)
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, data in artifacts.items():
+                (folder / f"{name}.pt").write_bytes(data)
 
 
 def _node_lost(ray: Any) -> tuple[type[BaseException], ...]:
@@ -703,45 +570,44 @@ def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: in
 
 def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: Any,
            stream: TextIO | None) -> RunSummary:
+    ledger = driver.ledger
     progress = Progress(stream, config.trials, 0)
-    counts = count_trials(driver.trials())
+    counts = count_trials(ledger.trials())
     summary = RunSummary(prepared.run_dir, counts)
     target = config.trials
     if target is not None and counts.evaluated >= target and counts.running == 0:
         summary.finished = True
-        summary.pareto = [t.number for t in driver.pareto()]
+        summary.pareto = [t.number for t in ledger.pareto()]
         progress.say(f"study {config.name} is finished: {counts.evaluated} of {target} trials "
                      f"evaluated ({counts.failed} failed, {counts.infeasible} infeasible); "
                      f"nothing to do. Results: {prepared.run_dir}")
         return summary
     ray = ray or init_ray(config)  # before anything is written: a bad address leaves no trace
     write_config(config, prepared.run_dir)
-    _log_session(prepared.run_dir, config, len(driver.trials()), driver.sampler_seed)
-    driver.study.set_user_attr("fingerprint", config.fingerprint())
+    _log_session(prepared.run_dir, config, len(ledger.trials()), driver.sampler_seed)
+    ledger.study.set_user_attr("fingerprint", config.fingerprint())
     for warning in prepared.warnings:
         progress.say(f"warning: {warning}")
-    requeued = driver.reap_interrupted()
+    requeued = ledger.reap_interrupted()
     if requeued:
         progress.say(f"re-queued {requeued} trial(s) interrupted in an earlier session")
-    driver.enqueue_fixed()
-    counts = count_trials(driver.trials())
+    ledger.enqueue_fixed()
+    counts = count_trials(ledger.trials())
     if counts.evaluated:
         progress.say(f"resuming study {config.name}: {counts.evaluated} of {target or '?'} "
                      "trials already evaluated")
     progress.start_done = counts.evaluated
     remote = ray.remote(execute)
-    evaluator = make_evaluator(config)
-    oracle = make_latency_oracle(config, "cuda" if config.workers.gpus_per_trial > 0 else "cpu")
     deadline = (time.monotonic() + config.timeout_minutes * 60 if config.timeout_minutes
                 else math.inf)
     stopping = ""
     last_draw = 0.0
-    driver.heartbeat.start()
+    ledger.heartbeat.start()
     try:
         while True:
-            if (driver.heartbeat.enabled and time.monotonic() - driver.last_reap
+            if (ledger.heartbeat.enabled and time.monotonic() - ledger.last_reap
                     > config.workers.heartbeat_seconds):
-                requeued = driver.reap_interrupted()
+                requeued = ledger.reap_interrupted()
                 if requeued:
                     progress.say(f"re-queued {requeued} trial(s) of a driver that stopped "
                                  "heart-beating")
@@ -749,27 +615,27 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
                 if time.monotonic() > deadline:
                     stopping = "time limit"
                     break
-                if driver.session_infeasible >= config.infeasible_limit:
-                    stopping = (f"{driver.session_infeasible} infeasible candidates in this "
+                if ledger.session_infeasible >= config.infeasible_limit:
+                    stopping = (f"{ledger.session_infeasible} infeasible candidates in this "
                                 "session; the budget may be too tight for the space")
                     break
                 if getattr(driver.sampler, "exhausted", False):
                     stopping = "every point of the grid was evaluated"
                     break
                 # Counting and asking are one step: another driver may be asking right now.
-                with driver.lock.held():
-                    counts = count_trials(driver.trials())
+                with ledger.lock.held():
+                    counts = count_trials(ledger.trials())
                     if target is not None and counts.evaluated + counts.running >= target:
                         break
-                    driver.dispatch(ray, remote, evaluator, oracle)
+                    driver.dispatch(ray, remote)
                 if stream is not None and time.monotonic() - last_draw > 0.5:
-                    progress.update(count_trials(driver.trials()), len(driver.pareto()), "")
+                    progress.update(count_trials(ledger.trials()), len(ledger.pareto()), "")
                     last_draw = time.monotonic()
-            counts = count_trials(driver.trials())
+            counts = count_trials(ledger.trials())
             if not driver.running:
                 # Other drivers' trials are still running: wait for them (or reap them if their
                 # driver dies) so that the study ends with its trials, then end together.
-                if (stopping or not counts.running or not driver.heartbeat.enabled
+                if (stopping or not counts.running or not ledger.heartbeat.enabled
                         or (target is not None and counts.evaluated >= target)):
                     break
                 time.sleep(1.0)
@@ -780,38 +646,35 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
             for message in driver.messages:
                 progress.say(message)
             driver.messages.clear()
-            counts = count_trials(driver.trials())
+            counts = count_trials(ledger.trials())
             if stream is not None:
-                progress.update(counts, len(driver.pareto()),
+                progress.update(counts, len(ledger.pareto()),
                                 driver.best_text() if done else "", force=bool(done))
     except KeyboardInterrupt:
-        waiting = [t for group in driver.attached.values() for t, _ in group]
+        waiting = driver.shared.waiting()
         for ref, (trial, *_) in list(driver.running.items()):
             ray.cancel(ref, force=True)
             waiting.append(trial)
-        import optuna
-
-        with driver.lock.held():
+        with ledger.lock.held():
             for trial in waiting:
-                driver.requeue(trial.number, trial.params, trial.user_attrs, trial)
-                driver._end_shadow(trial.number, optuna.trial.TrialState.FAIL)
+                ledger.requeue(trial.number, trial.params, trial.user_attrs, trial)
         driver.running.clear()
         progress.close()
         progress.say("interrupted: running trials were re-queued; run the same command to "
                      "continue")
         summary.stopped_by = "interrupted"
-        summary.counts = count_trials(driver.trials())
+        summary.counts = count_trials(ledger.trials())
         return summary
     progress.close()
-    counts = count_trials(driver.trials())
+    counts = count_trials(ledger.trials())
     summary.counts = counts
-    summary.pareto = [t.number for t in driver.pareto()]
-    summary.new_trials = driver.new_trials
+    summary.pareto = [t.number for t in ledger.pareto()]
+    summary.new_trials = ledger.new_trials
     summary.finished = target is not None and counts.evaluated >= target
     summary.stopped_by = stopping
     from nas.results import write_results
 
-    write_results(driver.study, config, prepared.run_dir)
+    write_results(ledger.study, config, prepared.run_dir)
     verb = "finished" if summary.finished else f"stopped ({stopping})" if stopping else "ended"
     progress.say(f"study {config.name} {verb}: {counts.evaluated} trials evaluated, "
                  f"{counts.failed} failed, {counts.infeasible} infeasible, Pareto set "

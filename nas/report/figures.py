@@ -12,7 +12,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from nas.report.data import FIGURE_COLUMNS, ReportData
+from nas.outcome import TrialStatus
+from nas.report.data import FIGURE_COLUMNS, TRAINED, ReportData
 
 FAMILY_COLORS = {
     "v1": "#0072B2",
@@ -82,7 +83,7 @@ def _trial_traces(data: ReportData, x: str, *, error_x: bool = False) -> list[An
     import plotly.graph_objects as go
 
     traces = []
-    ok = data.trials[(data.trials["status"] == "ok") & data.trials[x].notna()
+    ok = data.trials[(data.trials["status"] == TrialStatus.OK) & data.trials[x].notna()
                      & data.trials["accuracy"].notna()]
     for family, group in ok.groupby("family", sort=True):
         custom, template = _hover(group, full=x == "latency_ms")
@@ -113,16 +114,16 @@ def _grey_traces(data: ReportData, x: str) -> list[Any]:
 
     t = data.trials
     traces = []
-    pruned = t[(t["status"] == "pruned") & t[x].notna() & t["accuracy"].notna()]
+    pruned = t[(t["status"] == TrialStatus.PRUNED) & t[x].notna() & t["accuracy"].notna()]
     if len(pruned):
         custom, template = _hover(pruned, full=x == "latency_ms")
         traces.append(go.Scatter(
             x=pruned[x], y=pruned["accuracy"], mode="markers", name="pruned (partly trained)",
             marker=dict(color="rgba(0,0,0,0)", size=8, line=dict(color=GREY, width=1.2)),
             customdata=custom, hovertemplate=template.replace("<b>", "<b>pruned · ")))
-    infeasible = t[(t["status"] == "infeasible") & t[x].notna()]
+    infeasible = t[(t["status"] == TrialStatus.INFEASIBLE) & t[x].notna()]
     if len(infeasible):
-        trained = t.loc[t["status"].isin(("ok", "pruned")), "accuracy"].dropna()
+        trained = t.loc[t["status"].isin(TRAINED), "accuracy"].dropna()
         floor = float(trained.min()) if len(trained) else 0.0
         reasons = infeasible["fail_reason"].fillna("over budget").astype(str)
         traces.append(go.Scatter(
@@ -222,7 +223,7 @@ def accuracy_size(data: ReportData, x: str) -> Any:
     for trace in _published_traces(data, x, yaxis="y2" if own_y else "y", labels=False):
         fig.add_trace(trace)
     # Trained trials and the budget set the range; far-off infeasible ones would squash them.
-    trained = data.trials.loc[data.trials["status"].isin(("ok", "pruned")), x].dropna()
+    trained = data.trials.loc[data.trials["status"].isin(TRAINED), x].dropna()
     top = max(float(trained.max()) * 1.1 if len(trained) else 0.0, float(limit or 0) * 1.5)
     if top > 0:
         fig.update_xaxes(range=[0, top])

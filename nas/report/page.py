@@ -19,6 +19,7 @@ from typing import Any
 from markupsafe import Markup
 
 from nas.errors import NasError
+from nas.outcome import Counts, TrialStatus
 from nas.report import figures as figs
 from nas.report.data import ReportData, load_report_data
 from nas.results import format_cell
@@ -100,27 +101,28 @@ class Page:
     version: str
 
 
-def _counts(trials: Any) -> dict[str, int]:
-    counts = trials["status"].value_counts().to_dict() if len(trials) else {}
-    return {k: int(counts.get(k, 0)) for k in ("ok", "pruned", "infeasible", "failed",
-                                                "interrupted", "running", "waiting")}
+def _counts(trials: Any) -> Counts:
+    counts = Counts()
+    for status, n in (trials["status"].value_counts().items() if len(trials) else ()):
+        counts.add(TrialStatus(status), int(n))
+    return counts
 
 
 def _status_line(data: ReportData) -> list[tuple[str, str]]:
     """(label, value) pairs of the header: progress, ETA, best so far, set-up."""
     t, cfg = data.trials, data.config
     c = _counts(t)
-    evaluated = c["ok"] + c["pruned"] + c["failed"]  # as `nas status` counts: trained or failed
+    evaluated = c.evaluated  # as `nas status` counts: trained or failed
     target = cfg.trials
     elapsed = float(t["elapsed_min"].max()) if t["elapsed_min"].notna().any() else 0.0
     items = [("trials", f"{evaluated}" + (f" of {target}" if target else "")
-              + f" evaluated ({c['ok']} ok, {c['pruned']} pruned, {c['failed']} failed), "
-              f"{c['running']} running, {c['infeasible']} rejected by the budget"),
+              + f" evaluated ({c.ok} ok, {c.pruned} pruned, {c.failed} failed), "
+              f"{c.running} running, {c.infeasible} rejected by the budget"),
              ("elapsed", f"{elapsed:.1f} min")]
     if target and evaluated < target and evaluated and elapsed > 0:
         eta = (target - evaluated) * elapsed / evaluated
         items.append(("ETA", f"~{eta:.0f} min"))
-    ok = t[t["status"] == "ok"]
+    ok = t[t["status"] == TrialStatus.OK]
     if ok["accuracy"].notna().any():
         best = ok.loc[ok["accuracy"].idxmax()]
         items.append(("best accuracy", f"{best['accuracy']:.2f} (trial {int(best['number'])}"
@@ -225,8 +227,9 @@ def page_values(data: ReportData, figures: Mapping[str, Any], *, refresh_s: floa
         figure = figs.FIGURES[fid]
         cards.append(FigureCard(id=fid, title=figure.title, caption=figure.caption_for(data),
                                 wide=figure.wide))
-    problems = data.trials[data.trials["status"].isin(("failed", "interrupted"))]
-    infeasible = data.trials[data.trials["status"] == "infeasible"]
+    problems = data.trials[data.trials["status"].isin((TrialStatus.FAILED,
+                                                       TrialStatus.INTERRUPTED))]
+    infeasible = data.trials[data.trials["status"] == TrialStatus.INFEASIBLE]
     return Page(
         title=f"{cfg.name}: MobileViT NAS report", name=cfg.name,
         description=cfg.description.strip(), status=tuple(_status_line(data)),
