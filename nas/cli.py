@@ -528,6 +528,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nas.runtime import tune_cpu_allocator
 
     tune_cpu_allocator()
+    if args.func in (cmd_run, cmd_ablations, cmd_status, cmd_trials, cmd_report, cmd_export,
+                     cmd_dashboard):
+        # Optuna logs every told trial at INFO; the progress line says it better. Set here, not
+        # in the library: library calls leave the process's logging as they found it.
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     try:
         return args.func(args)
