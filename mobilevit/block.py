@@ -22,10 +22,10 @@ class TransformerLayer(nn.Module):
     def __init__(self, dim: int, ffn_dim: int, *, attention: str, heads: int, norm: str,
                  dropout: float, attn_dropout: float, ffn_dropout: float) -> None:
         super().__init__()
-        attn_cls = ATTENTIONS[attention]
-        layout = attn_cls.layout
+        kind = ATTENTIONS[attention]
+        layout = kind.layout
         self.norm1 = make_norm(norm, dim, layout)
-        self.attn = attn_cls(dim, heads=heads, attn_dropout=attn_dropout)
+        self.attn = kind.build(dim, heads=heads, attn_dropout=attn_dropout)
         self.drop = nn.Dropout(dropout)
         self.norm2 = make_norm(norm, dim, layout)
         self.ffn = FeedForward(dim, ffn_dim, layout, ffn_dropout=ffn_dropout, dropout=dropout)

@@ -6,7 +6,9 @@ result equals ``nas.profile.profile`` (fvcore on the built network) exactly; the
 on every fixed point and on random samples of the search space:
 
 * conv: C_out * H_out * W_out * C_in / groups * k^2; linear: tokens * in * out; bias not counted;
-* both attention matmuls: 2 * P * N^2 * d per layer (N patches, P pixels per patch);
+* attention: each kind's own count (:class:`mobilevit.attention.AttentionKind`), e.g. mhsa's
+  qkv and output linears and both attention matmuls, 2 * P * N^2 * d per layer (N patches, P
+  pixels per patch), separable's two 1x1 convs;
 * BatchNorm (eval) 2 per element; affine LayerNorm / GroupNorm 5, without affine 4; our
   channel-axis LayerNorm is element-wise ops, which fvcore does not count;
 * bilinear resize 4 per output element; global average pool 1 per input element;
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mobilevit.attention import ATTENTIONS, AttentionInput
 from mobilevit.spec import ArchSpec, BlockSpec, make_divisible
 
 
@@ -57,9 +60,8 @@ def _norm(c: Complexity, kind: str, layout: str, dim: int, tokens: int) -> None:
 
 
 def _block(c: Complexity, channels: int, b: BlockSpec, h: int, w: int) -> tuple[int, int]:
-    from mobilevit.attention import ATTENTIONS
-
-    layout = ATTENTIONS[b.attention].layout
+    kind = ATTENTIONS[b.attention]
+    layout = kind.layout
     ph, pw = b.patch_size
     if b.resize == "input" and (h % ph or w % pw):
         h, w = _ceil_div(h, ph) * ph, _ceil_div(w, pw) * pw
@@ -73,15 +75,11 @@ def _block(c: Complexity, channels: int, b: BlockSpec, h: int, w: int) -> tuple[
         gh, gw = _ceil_div(h, ph) * ph, _ceil_div(w, pw) * pw
         c._add(0, other=4 * d * gh * gw + 4 * d * h * w)  # up before unfolding, back after
     tokens = gh * gw  # P * N
-    n = tokens // (ph * pw)
+    attn = kind.count_for(AttentionInput(dim=d, heads=b.heads, pixels=ph * pw,
+                                         patches=tokens // (ph * pw)))
     for _ in range(b.depth):
         _norm(c, b.norm, layout, d, tokens)
-        if b.attention == "mhsa":
-            c._add(3 * d * d + 3 * d + d * d + d, linear=tokens * d * 3 * d + tokens * d * d,
-                   attention=2 * ph * pw * n * n * d)
-        else:  # separable: 1x1 convs, element-wise context
-            c._add(d * (1 + 2 * d) + 1 + 2 * d + d * d + d,
-                   conv=tokens * d * (1 + 2 * d) + tokens * d * d)
+        c._add(attn.params, **attn.macs)
         _norm(c, b.norm, layout, d, tokens)
         group = "linear" if layout == "tokens" else "conv"
         c._add(2 * d * b.ffn_dim + b.ffn_dim + d, **{group: 2 * tokens * d * b.ffn_dim})

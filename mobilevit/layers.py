@@ -1,7 +1,7 @@
 """Building blocks shared by every MobileViT variant: conv-norm-act, MV2, patching, norms, FFN.
 
-Transformer tensors use one of two layouts, chosen by the attention kind (see
-:mod:`mobilevit.attention`):
+Transformer tensors use one of two layouts (:data:`mobilevit.attention.LAYOUTS`), chosen by the
+attention kind (see :mod:`mobilevit.attention`):
 
 * ``"tokens"``   [B, P, N, d]: v1 style; Linear layers and per-token LayerNorm act on the last axis.
 * ``"channels"`` [B, d, P, N]: v2 style; 1x1 convs and GroupNorm act on axis 1, with no transposes.
@@ -17,8 +17,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mobilevit.spec import make_divisible
-
-LAYOUTS = ("tokens", "channels")
 
 
 class ConvNormAct(nn.Sequential):

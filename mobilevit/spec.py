@@ -7,8 +7,8 @@ builder (:func:`mobilevit.create_model`) consumes it, oracles cache their result
 Specs hold *resolved* values (explicit channels, explicit FFN widths). Width multipliers and the
 paper families are constructors of specs (:func:`v2_channels`, :func:`block`), so two descriptions of
 the same network always have the same id. Fields that have no effect in a given configuration (the
-fusion kernel when there is no fusion, heads for separable attention) are canonicalised for the same
-reason.
+fusion kernel when there is no fusion, heads for an attention kind without heads) are canonicalised
+for the same reason.
 
 Invalid specs raise :class:`SpecError` at construction with a one-line message that names the field.
 """
@@ -21,6 +21,8 @@ import json
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from mobilevit.attention import ATTENTIONS
 
 SCHEMA_VERSION = 1
 
@@ -80,13 +82,6 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     return rounded
 
 
-def _attention_registry() -> dict[str, Any]:
-    # The attention classes register themselves in mobilevit.attention, which imports this module.
-    from mobilevit.attention import ATTENTIONS
-
-    return ATTENTIONS
-
-
 def _check_int(path: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(f"{path}={value!r}: expected an integer")
@@ -132,9 +127,10 @@ class BlockSpec:
         dim: transformer width d.
         ffn_dim: hidden width of the transformer's feed-forward network.
         depth: number of transformer layers L.
-        attention: ``"mhsa"`` (v1 multi-head self-attention) or ``"separable"`` (v2 linear-complexity
-            self-attention).
-        heads: attention heads (``mhsa`` only; canonicalised to 1 for ``separable``).
+        attention: a kind registered in :data:`mobilevit.attention.ATTENTIONS`: ``"mhsa"`` (v1
+            multi-head self-attention), ``"separable"`` (v2 linear-complexity self-attention), ...
+        heads: attention heads (canonicalised to 1 for kinds without heads, such as
+            ``separable``).
         patch_size: (h, w) patch size; maps that are not a multiple are resized (see ``resize``).
         local_kernel: kernel size n of the local representation conv.
         local_depthwise: depthwise (v2, v3) instead of full (v1) local conv.
@@ -184,10 +180,9 @@ class BlockSpec:
         _check_int(f"{path}.dim", self.dim)
         _check_int(f"{path}.ffn_dim", self.ffn_dim)
         _check_int(f"{path}.depth", self.depth)
-        attentions = _attention_registry()
-        _check_choice(f"{path}.attention", self.attention, list(attentions))
+        _check_choice(f"{path}.attention", self.attention, list(ATTENTIONS))
         _check_int(f"{path}.heads", self.heads)
-        if not attentions[self.attention].uses_heads:
+        if not ATTENTIONS[self.attention].uses_heads:
             _set(self, "heads", 1)
         elif self.dim % self.heads:
             raise SpecError(f"{path}.heads={self.heads}: dim={self.dim} is not divisible by heads")
@@ -470,7 +465,7 @@ class ArchSpec:
                 text += f"x{stage.num_mv2}"
             if stage.block is not None:
                 b = stage.block
-                attn = f"mhsa{b.heads}" if b.attention == "mhsa" else b.attention
+                attn = ATTENTIONS[b.attention].summary(b.heads)
                 text += (f"[{b.family} d{b.dim} f{b.ffn_dim} L{b.depth} {attn} "
                          f"p{b.patch_size[0]}x{b.patch_size[1]}]")
             parts.append(text)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from mobilevit import ArchSpec, SpecError, StageSpec, block, make_divisible
+from mobilevit.attention import ATTENTIONS
 from mobilevit.complexity import complexity
 from mobilevit.spec import FUSION_FAMILIES
 
@@ -171,12 +172,14 @@ MVIT_STAGES = (3, 4, 5)
 
 
 def _default_params() -> tuple[Param, ...]:
+    """The parameters with the attention kinds registered now (mobilevit.attention.ATTENTIONS), in
+    registration order: "mhsa", "separable", then any added kinds."""
     p = [
         Param("block", "name", choices=FAMILIES,
               help="fusion design of every MobileViT block (mobilevit.spec.FUSION_FAMILIES)"),
         Param("local_conv", "name", choices=("full", "depthwise"), help="local representation conv"),
         Param("local_kernel", "int", choices=(3,), monotone=True, help="local conv kernel size n"),
-        Param("attention", "name", choices=("mhsa", "separable"), help="attention kind"),
+        Param("attention", "name", choices=tuple(ATTENTIONS), help="attention kind"),
         Param("norm", "name", choices=("layer_norm", "group_norm"), help="transformer norm"),
         Param("width_multiplier", "float", choices=(1.0,), bounds=(0.125, 8.0),
               monotone=True, help="scales every width and dim with the v2 rounding rules"),
@@ -203,7 +206,7 @@ def _default_params() -> tuple[Param, ...]:
             Param(f"s{i}.ffn_ratio", "int", choices=(1, 2, 3, 4), monotone=True,
                   help=f"stage {i} FFN width / d"),
             Param(f"s{i}.heads", "int", choices=(1, 2, 4, 8), monotone=True,
-                  help=f"stage {i} attention heads (mhsa)"),
+                  help=f"stage {i} attention heads (kinds with heads, e.g. mhsa)"),
             Param(f"s{i}.patch", "int", choices=(2, 3, 4, 8), help=f"stage {i} square patch size"),
             Param(f"s{i}.mv2_expansion", "int", choices=(2, 3, 4), monotone=True,
                   help=f"stage {i} MV2 expansion"),
@@ -211,6 +214,8 @@ def _default_params() -> tuple[Param, ...]:
     return tuple(p)
 
 
+# The default parameters as of import (the built-in attention kinds); a space reads the registry
+# again when it is made, so it offers the kinds registered by then.
 DEFAULT_PARAMS = _default_params()
 _NO_SIZE_EFFECT = {"classifier_dropout", "dropout"}
 
@@ -236,7 +241,7 @@ class MobileViTSpace:
 
     def __init__(self, overrides: Mapping[str, Any] | None = None, *, num_classes: int = 1000,
                  resolution: int = 256) -> None:
-        params = {p.name: p for p in DEFAULT_PARAMS}
+        params = {p.name: p for p in _default_params()}
         for key, value in (overrides or {}).items():
             if key not in params:
                 raise SpaceError(f"space.{key}: unknown parameter; see `nas space` for the list")
@@ -331,7 +336,7 @@ class MobileViTSpace:
                 raise SpaceError(f"spec: stage {i} patch {list(b.patch_size)} is not square")
             v.update({f"s{i}.width": stage.out_channels, f"s{i}.dim": b.dim,
                       f"s{i}.depth": b.depth, f"s{i}.ffn_ratio": _as_int(b.ffn_dim / b.dim),
-                      f"s{i}.heads": b.heads if b.attention == "mhsa" else
+                      f"s{i}.heads": b.heads if ATTENTIONS[b.attention].uses_heads else
                       self.params[f"s{i}.heads"].values[0],
                       f"s{i}.patch": b.patch_size[0],
                       f"s{i}.mv2_expansion": _as_int(stage.mv2_expansion)})

@@ -5,8 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mobilevit import MobileViT, get_fixed_point
-from mobilevit.attention import ATTENTIONS, MultiHeadSelfAttention, SeparableSelfAttention, register_attention
+from mobilevit.attention_modules import MultiHeadSelfAttention, SeparableSelfAttention
 from mobilevit.block import MobileViTBlock
 from mobilevit.layers import (
     ChannelLayerNorm,
@@ -90,35 +89,6 @@ def test_norms_equal_torch_norms_in_both_layouts():
     ref_gn = nn.GroupNorm(1, 16)
     torch.testing.assert_close(TokenGroupNorm(16)(tokens).permute(0, 3, 1, 2), ref_gn(channels),
                                rtol=1e-4, atol=1e-5)
-
-
-def test_a_new_attention_kind_is_one_registration(monkeypatch):
-    class MeanMixing(nn.Module):
-        """Every patch gets the mean of all patches: a toy token mixer."""
-
-        layout = "channels"
-        uses_heads = False
-
-        def __init__(self, dim, *, heads, attn_dropout):
-            super().__init__()
-            self.proj = nn.Conv2d(dim, dim, 1)
-
-        def forward(self, x):  # [B, d, P, N]
-            return self.proj(x.mean(dim=-1, keepdim=True).expand_as(x))
-
-    monkeypatch.setitem(ATTENTIONS, "mean", None)  # removed again after the test
-    register_attention("mean")(MeanMixing)
-    spec = get_fixed_point("mobilevitv2_050").spec.with_blocks(attention="mean", heads=3)
-    assert spec.stages[2].block.heads == 1
-    model = MobileViT(spec)
-    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
-
-
-def test_registered_attention_kinds_declare_layout_and_heads():
-    for cls in ATTENTIONS.values():
-        assert cls.layout in ("tokens", "channels") and isinstance(cls.uses_heads, bool)
-    with pytest.raises(TypeError, match="set class attributes layout"):
-        register_attention("broken")(nn.Identity)
 
 
 def test_inverted_residual_hidden_width_and_residual():

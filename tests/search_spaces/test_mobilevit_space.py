@@ -160,3 +160,28 @@ def test_default_space_covers_every_categorical_combination_validly():
     names = ["block", "local_conv", "attention", "norm", "head_conv"]
     for combo in itertools.product(*(space.params[n].values for n in names)):
         space.build({**params, **dict(zip(names, combo, strict=True))})
+
+
+# Ids of space points off the fixed points, computed with the space as it was before the attention
+# choices came from the registry (issue 13): the same values must keep giving the same networks.
+SPACE_POINT_IDS = [
+    ("mobilevit_s", {"attention": "separable"}, "11dd4374e97f"),
+    ("mobilevitv2_050", {"attention": "mhsa", "s3.heads": 2, "s4.heads": 4, "s5.heads": 8},
+     "aab2163d9a4c"),
+    ("mobilevitv3_xs", {"attention": "separable", "norm": "group_norm", "block": "v2"},
+     "1f4027bbf3d8"),
+    ("mobilevitv3_100", {"attention": "mhsa", "norm": "layer_norm", "s3.patch": 4}, "2af553bdd3f8"),
+]
+
+
+@pytest.mark.parametrize("name,edits,spec_id", SPACE_POINT_IDS, ids=[p[0] for p in SPACE_POINT_IDS])
+def test_space_points_keep_their_ids(name, edits, spec_id):
+    space = MobileViTSpace(num_classes=10)
+    values = {**space.params_for(get_fixed_point(name).spec), **edits}
+    assert space.sample(FixedTrial(values)).spec_id == spec_id
+
+
+def test_attention_choices_are_the_registered_kinds_in_a_stable_order():
+    # Same choices in the same order: an existing study samples exactly as before under its seed.
+    assert MobileViTSpace().params["attention"].values == ("mhsa", "separable")
+    assert [p for p in DEFAULT_PARAMS if p.name == "attention"][0].values == ("mhsa", "separable")
