@@ -8,9 +8,6 @@ converted program is checked and a violation is an error, not a package that fai
 from __future__ import annotations
 
 import contextlib
-import io
-import logging
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
@@ -22,6 +19,7 @@ from torch import nn
 
 from mobilevit import ArchSpec, MobileViT, fixed_point_name, resolve_spec
 from nas.errors import NasError
+from nas.runtime import quiet
 
 FORMATS = ("coreml", "onnx")
 COREML_MAX_RANK = 5
@@ -43,24 +41,19 @@ class ExportResult:
 
 
 @contextlib.contextmanager
-def _quiet_converters() -> Iterator[None]:
+def quiet_converters() -> Iterator[None]:
     """Silence coremltools' import-time notices (no native runtime on Linux, untested torch
-    version) and the converters' progress bars and banners; errors still raise."""
+    version) and the converters' progress bars and banners; errors still raise.
+
+    coremltools' progress bars (tqdm, on sys.stderr) and torch.onnx's progress lines (print)
+    have no switch of their own, so the streams themselves are replaced for the block: see
+    :func:`nas.runtime.quiet` for what that means for other threads, and how overlapping blocks
+    restore everything exactly, also after an exception.
+    """
     # torch.__trace: when a root handler takes DEBUG (pytest, Ray workers), torch.export builds
     # structured trace payloads for every graph, which makes a conversion 10x slower.
-    loggers = [logging.getLogger(n) for n in ("coremltools", "torch.onnx", "torch.export",
-                                              "torch.__trace")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
-                contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
+    with quiet(("coremltools", "torch.onnx", "torch.export", "torch.__trace"), streams=True):
+        yield
 
 
 def coreml_max_rank(mlmodel: Any) -> tuple[int, str]:
@@ -117,7 +110,7 @@ def to_coreml(model: nn.Module, path: str | PathLike[str], *, resolution: int,
         path = path.with_name(path.name + ".mlpackage")
     if precision not in ("float16", "float32"):
         raise ExportError(f"precision={precision!r}: expected float16 or float32")
-    with _quiet_converters():
+    with quiet_converters():
         import coremltools as ct
 
         program = exported_program(model, resolution)
@@ -148,7 +141,7 @@ def to_onnx(model: nn.Module, path: str | PathLike[str], *, resolution: int) -> 
     if path.suffix != ".onnx":
         path = path.with_name(path.name + ".onnx")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _quiet_converters():
+    with quiet_converters():
         try:
             import onnxscript  # noqa: F401  (the dynamo exporter needs it)
         except ImportError:

@@ -10,8 +10,6 @@ See docs/models.md for how this count relates to each published number.
 
 from __future__ import annotations
 
-import logging
-import warnings
 from dataclasses import dataclass, field
 from math import prod
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import torch
 
 from mobilevit import ArchSpec, MobileViT, num_params
+from nas.runtime import quiet
 
 # fvcore's operator keys grouped as the breakdown reports them.
 _GROUPS = {"conv": "conv", "linear": "linear", "addmm": "linear", "matmul": "attention",
@@ -64,11 +63,9 @@ def count_macs(model: torch.nn.Module, inputs: torch.Tensor) -> tuple[int, dict[
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # fvcore warns about every op it skips (activations, softmax, adds) and about its
-            # own use of torch.jit; neither changes the count.
-            warnings.simplefilter("ignore")
-            logging.getLogger("fvcore").setLevel(logging.ERROR)
+        # fvcore warns about every op it skips (activations, softmax, adds) and about its own
+        # use of torch.jit; neither changes the count.
+        with torch.no_grad(), quiet(("fvcore",)):  # restored afterwards
             from fvcore.nn import FlopCountAnalysis
 
             analysis = (FlopCountAnalysis(model, inputs)

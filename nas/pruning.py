@@ -48,7 +48,6 @@ def storage_from_address(address: str) -> Any:
 def _shadow(study_name: str, address: str, pruner: PrunerConfig, max_epochs: int) -> Any:
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.load_study(study_name=study_name, storage=storage_from_address(address),
                              pruner=make_pruner(pruner, max_epochs))
 

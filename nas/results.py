@@ -23,7 +23,6 @@ def open_run(run_dir: str | Path) -> tuple[Any, StudyConfig]:
     config = stored_config(run_dir)
     if config is None:
         raise StudyError(f"{run_dir}: not a run folder (no {CONFIG_FILE})")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(config, run_dir, repair=False)
     try:
         study = optuna.load_study(study_name=config.name, storage=storage)

@@ -25,6 +25,7 @@ from nas.data import (
     download_cifar,
 )
 from nas.evaluators.base import EvalResult
+from nas.runtime import with_torch_threads
 from nas.train import final_weights, train
 
 # cvnets' multi-scale sizes relative to the base size (160, 192, 256, 288, 320 at 256).
@@ -75,11 +76,11 @@ class TrainEvaluator:
     def num_classes(self) -> int:
         return len(self._sources[0].classes)
 
+    @with_torch_threads
     def evaluate(self, spec: ArchSpec, *, seed: int, workdir: Path, threads: int, device: str,
                  on_epoch: Callable[[int, float], bool] | None = None) -> EvalResult:
         cfg = self.config
         start = time.perf_counter()
-        torch.set_num_threads(threads)
         torch.manual_seed(seed)
         train_src, val_src = self._sources
         if cfg.multiscale is not None:

@@ -32,6 +32,7 @@ from nas.config import ZeroCostConfig
 from nas.data import ImageDataset, SingleScaleSampler, collate
 from nas.evaluators.base import EvalResult, EvaluationError
 from nas.evaluators.train import make_sources
+from nas.runtime import with_torch_threads
 
 ACTIVATIONS = (nn.SiLU, nn.ReLU, nn.GELU)
 
@@ -101,10 +102,10 @@ class ZeroCostEvaluator:
         images, labels = collate([dataset[key] for key in next(iter(sampler))])
         return images.float() / 255, labels
 
+    @with_torch_threads
     def evaluate(self, spec: ArchSpec, *, seed: int, workdir: Path, threads: int, device: str,
                  on_epoch: Callable[[int, float], bool] | None = None) -> EvalResult:
         start = time.perf_counter()
-        torch.set_num_threads(threads)
         torch.manual_seed(seed)
         proxy = self.config.proxy
         if proxy in ("params", "macs"):

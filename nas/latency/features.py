@@ -139,9 +139,9 @@ def convert_to_mil(spec: ArchSpec, resolution: int) -> Any:
     pipeline manager does that unconditionally; here the program is validated once, at the end).
     Together they were 40 % of the conversion time.
     """
-    from nas.export import _quiet_converters, coreml_inputs, exported_program
+    from nas.export import coreml_inputs, exported_program, quiet_converters
 
-    with _quiet_converters():
+    with quiet_converters():
         import coremltools as ct
         from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
 

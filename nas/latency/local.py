@@ -14,6 +14,7 @@ import torch
 
 from mobilevit import ArchSpec, MobileViT
 from nas.latency.base import LatencyResult, context_key
+from nas.runtime import torch_threads
 
 
 def cpu_name() -> str:
@@ -55,9 +56,7 @@ class LocalLatencyOracle:
 
     @torch.no_grad()
     def measure(self, spec: ArchSpec) -> LatencyResult:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
+        with torch_threads(self.threads):
             model = MobileViT(spec).eval().to(self.device)
             x = torch.zeros(1, 3, self.resolution, self.resolution, device=self.device)
             sync = torch.cuda.synchronize if self.device == "cuda" else (lambda: None)
@@ -70,6 +69,4 @@ class LocalLatencyOracle:
                 model(x)
                 sync()
                 samples.append((time.perf_counter() - start) * 1e3)
-        finally:
-            torch.set_num_threads(previous)
         return LatencyResult.from_samples(samples, **self._context())  # type: ignore[arg-type]

@@ -72,3 +72,12 @@ def test_bad_format_and_bad_weights_are_one_line_errors(tmp_path):
     missing = tmp_path / "missing.pt"
     with pytest.raises(ExportError, match="cannot read weights"):
         load_weights(MobileViT(get_fixed_point("mobilevit_xxs").spec), missing)
+
+
+def test_coreml_conversion_leaves_the_process_as_it_found_it(tmp_path):
+    # streams, the loggers it quiets, the warning filters, torch's thread count
+    from tests.nas.process_state import unchanged_process_state
+
+    with unchanged_process_state():
+        result = export_model("mobilevit_xxs", tmp_path / "m", resolution=64)
+    assert result.path.is_dir()
