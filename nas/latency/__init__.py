@@ -25,7 +25,7 @@ def make_oracle(backend: str, *, resolution: int, calibration: str | None = None
         load_calibration(calibration)  # a bad file is an error now, not in a worker
         return PredictorOracle(resolution=resolution, calibration=calibration)
     if backend == "agent":
-        from nas.latency.agent import AgentOracle
+        from nas.latency.oracles import AgentOracle
 
         if not agent:
             raise NasError("--backend agent: give the agent's URL with --agent")

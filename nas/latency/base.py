@@ -121,11 +121,16 @@ class LatencyCache:
 
 def cached_latency(oracle: LatencyOracle, spec: ArchSpec,
                    cache: LatencyCache) -> tuple[LatencyResult, bool]:
-    """The oracle's result for ``spec`` from the cache, measuring on a miss; and whether it hit."""
+    """The oracle's result for ``spec`` from the cache, measuring on a miss; and whether it hit.
+
+    A new result is stored under ``oracle.result_key(spec, result)`` when the oracle has one (the
+    device oracles: the key of the device that measured it, which is the looked-up key unless the
+    device changed in between), else under the key that was looked up."""
     key = oracle.key(spec)
     hit = cache.get(key)
     if hit is not None:
         return hit, True
     result = oracle.measure(spec)
-    cache.put(key, result)
+    result_key = getattr(oracle, "result_key", None)
+    cache.put(result_key(spec, result) if result_key is not None else key, result)
     return result, False
