@@ -351,7 +351,8 @@ def cmd_latency_agent(args: argparse.Namespace) -> int:
     """
     import os
 
-    from nas.latency.agent import AgentServer, CoreMLRunner, LocalRunner
+    from nas.latency.runners import CoreMLRunner, LocalRunner
+    from nas.latency.server import AgentServer
 
     runner = LocalRunner(threads=args.threads) if args.runner == "local" else CoreMLRunner(
         compute_units=args.compute_units, device="iphone" if args.iphone else None,

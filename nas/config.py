@@ -298,7 +298,7 @@ class PredictorLatencyConfig(_Model):
 
 
 class AgentLatencyConfig(_Model):
-    """CoreML latency measured by a latency agent over HTTP (nas.latency.agent). The token is
+    """CoreML latency measured by a latency agent over HTTP (nas.latency.oracles). The token is
     read from the environment variable ``token_env`` (never stored in the study)."""
 
     kind: Literal["agent"]
@@ -321,7 +321,7 @@ class AgentLatencyConfig(_Model):
 
 class RayDeviceLatencyConfig(_Model):
     """CoreML latency measured on the Ray node that has the custom resource ``resource`` (a Mac
-    with a tethered iPhone), one job at a time (nas.latency.agent.RayDeviceOracle)."""
+    with a tethered iPhone), one job at a time (nas.latency.oracles.RayDeviceOracle)."""
 
     kind: Literal["ray_device"]
     resource: str = "iphone"

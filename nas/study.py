@@ -94,9 +94,11 @@ def make_latency_oracle(config: StudyConfig, device: str = "cpu") -> Any:
     if lat.kind in ("agent", "ray_device"):
         import os
 
-        from nas.latency.agent import AgentOracle, CoreMLRunner, LocalRunner, Protocol, RayDeviceOracle
+        from nas.latency.oracles import AgentOracle, RayDeviceOracle
+        from nas.latency.runners import CoreMLRunner, LocalRunner
+        from nas.latency.stats import MeasureProtocol
 
-        protocol = Protocol(rounds=lat.rounds, iterations=lat.iterations)
+        protocol = MeasureProtocol(rounds=lat.rounds, iterations=lat.iterations)
         if lat.kind == "agent":
             return AgentOracle(lat.url, resolution=lat.resolution,
                                token=os.environ.get(lat.token_env), protocol=protocol,

@@ -26,10 +26,7 @@ from nas.latency.runners import CoreMLRunner, LocalRunner, Runner
 from nas.latency.server import AgentServer
 from nas.latency.stats import MeasureProtocol, run_protocol, trimmed_mean
 
-#: The former name of :class:`MeasureProtocol` (nas/study.py imports it from here).
-Protocol = MeasureProtocol
-
 __all__ = ["API", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_PORT", "AgentClient", "AgentError",
            "AgentOracle", "AgentServer", "CoreMLRunner", "LocalRunner", "MeasureProtocol",
-           "Protocol", "RayDeviceOracle", "Runner", "export_archive", "package_metadata",
+           "RayDeviceOracle", "Runner", "export_archive", "package_metadata",
            "read_package", "run_protocol", "trimmed_mean", "zip_package"]

@@ -73,7 +73,7 @@ def packages(node_tmp: Path) -> list[Path]:
 def measuring(node_tmp: Path) -> str | None:
     """The spec id of a package converted in full on the node (being timed), or None."""
     from mobilevit import ArchSpec
-    from nas.latency.agent import package_metadata
+    from nas.latency.package import package_metadata
 
     for package in packages(node_tmp):
         try:
