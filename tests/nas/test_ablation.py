@@ -12,7 +12,7 @@ from nas.ablation import ablation_files, ordering, smoke_fidelity, write_ablatio
 from nas.cli import main
 from nas.config import StudyError, load_study
 from nas.report.page import write_report
-from nas.results import open_run
+from nas.results import open_run, trials_frame
 from nas.runner import run_study
 from nas.study import load, prepare
 
@@ -87,7 +87,9 @@ def test_a_smoke_run_of_the_v3_block_ablation_gives_every_row(tmp_path, capsys):
     assert summary.finished
     table, text = write_ablation(prepared.run_dir)
     assert list(table["row"]) == [f.name for f in prepared.fixed]
-    assert (table["status"] == "ok").all() and table["accuracy"].notna().all()
+    assert (table["status"] == "ok").all(), trials_frame(open_run(prepared.run_dir)[0])[
+        ["number", "status", "fail_reason"]].to_string()
+    assert table["accuracy"].notna().all()
     assert table["latency_ms"].notna().all() and table["params_m"].notna().all()
     assert table.loc[0, "accuracy_vs_baseline"] == 0
     assert table["published_top1_vs_baseline"].tolist() == pytest.approx([0, 1.1, 1.0, 1.6, 1.3])
@@ -106,6 +108,8 @@ def test_recipe_rows_are_trained_separately_even_on_the_same_network(tmp_path):
     run_study(prepared, stream=None)
     study, _ = open_run(prepared.run_dir)
     trials = study.get_trials(deepcopy=False)
+    assert [t.user_attrs.get("status") for t in trials] == ["ok"] * 3, \
+        [t.user_attrs.get("fail_reason") for t in trials]
     assert len({t.user_attrs["spec_id"] for t in trials}) == 1
     assert len({t.user_attrs["evaluator_key"] for t in trials}) == 3
     assert not any("duplicate_of" in t.user_attrs for t in trials)
