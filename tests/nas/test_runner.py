@@ -193,6 +193,15 @@ def test_a_study_killed_after_a_result_resumes_without_losing_or_repeating(tmp_p
     assert len(sessions) == 2 and json.loads(sessions[1])["existing_trials"] > 0
 
 
+def _training_run(tmp_path):
+    """The run folder and command of a study of one 6-epoch training (v1-XXS, tiny data)."""
+    data = yaml.safe_load(SMOKE.read_text())
+    data.update(trials=1, fixed_trials=["mobilevit_xxs"], workers={"concurrent": 1},
+                evaluator={"kind": "proxy_train", "train_images": 64, "val_images": 16,
+                           "resolution": 32, "epochs": 6, "batch_size": 16})
+    return _cli_run(tmp_path, data)
+
+
 # The phases of a training trial a kill can hit, and the epoch its re-queued attempt must resume
 # from: nothing trained is lost, and no epoch that was checkpointed is trained again.
 KILL_PHASES = [("dispatched", 0), ("epoch:3", 2), ("returned", 6)]
@@ -202,11 +211,7 @@ KILL_PHASES = [("dispatched", 0), ("epoch:3", 2), ("returned", 6)]
 @pytest.mark.parametrize("point, resumed", KILL_PHASES, ids=[p for p, _ in KILL_PHASES])
 def test_a_training_killed_at_any_phase_resumes_from_its_checkpoint(tmp_path, cpu_hog, point,
                                                                     resumed):
-    data = yaml.safe_load(SMOKE.read_text())
-    data.update(trials=1, fixed_trials=["mobilevit_xxs"], workers={"concurrent": 1},
-                evaluator={"kind": "proxy_train", "train_images": 64, "val_images": 16,
-                           "resolution": 32, "epochs": 6, "batch_size": 16})
-    run_dir, command = _cli_run(tmp_path, data)
+    run_dir, command = _training_run(tmp_path)
     _killed_at(point, command, tmp_path)
     checkpoints = list(run_dir.glob("checkpoints/*/checkpoint.pt"))
     assert len(checkpoints) == (1 if resumed else 0)
@@ -257,15 +262,8 @@ def test_a_worker_that_outlives_its_killed_driver_cannot_spoil_the_resumed_train
                                                                                      cpu_hog):
     # The driver's process group dies mid-training, its Ray worker (a process group of its own)
     # does not: it must neither delete the checkpoint nor keep the new attempt from resuming.
-    data = yaml.safe_load(SMOKE.read_text())
-    data.update(trials=1, fixed_trials=["mobilevit_xxs"], workers={"concurrent": 1},
-                evaluator={"kind": "proxy_train", "train_images": 64, "val_images": 16,
-                           "resolution": 32, "epochs": 6, "batch_size": 16})
-    run_dir, command = _cli_run(tmp_path, data)
-    env = {**os.environ, "NAS_KILL_AT": "epoch:3/driver"}
-    killed = subprocess.run(command, cwd=tmp_path, env=env, start_new_session=True,
-                            timeout=600, capture_output=True, text=True)
-    assert killed.returncode == -signal.SIGKILL
+    run_dir, command = _training_run(tmp_path)
+    _killed_at("epoch:3/driver", command, tmp_path)
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     done = [t for t in _snapshot(run_dir) if t.user_attrs.get("status") == "ok"]
