@@ -361,6 +361,10 @@ class WorkersConfig(_Model):
     # Several drivers on one PostgreSQL study: each records a heartbeat for its running trials
     # every heartbeat_seconds; a trial whose heartbeat is older than heartbeat_grace_seconds
     # belongs to a driver that died, and another driver re-queues it.
+    # Niceness of the trials' worker processes on a local Ray instance. Ray's own default is 15,
+    # which lets any other busy process on the machine slow trials 10-20 times; 0 runs them as
+    # the driver runs. (On a cluster, each node's `ray start` decides: RAY_worker_niceness.)
+    niceness: int = Field(0, ge=0, le=19)
     heartbeat_seconds: int = Field(10, ge=1)
     heartbeat_grace_seconds: int = Field(60, ge=2)
 

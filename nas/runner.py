@@ -87,7 +87,8 @@ def init_ray(config: StudyConfig) -> Any:
                 raise StudyError(f"workers.address={address}: cannot connect to the Ray cluster "
                                  f"({first}){hint}") from None
         else:
-            ray.init(object_store_memory=512 * 1024 * 1024, **options)
+            ray.init(object_store_memory=512 * 1024 * 1024,
+                     _system_config={"worker_niceness": config.workers.niceness}, **options)
     if not config.workers.address:
         _check_fits(config, ray.cluster_resources())
     return ray

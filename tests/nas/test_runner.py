@@ -286,3 +286,17 @@ def test_a_trial_that_cannot_fit_on_this_machine_is_a_one_line_error(tmp_path):
     with pytest.raises(StudyError, match=r"^workers.gpus_per_trial=1: .* has 0 GPUs"):
         _check_fits(gpu.config, {"CPU": 2.0})
     _check_fits(prepared.config, {"CPU": 4.0})  # fits: no error
+
+
+def test_a_local_instance_runs_trials_at_the_study_niceness(tmp_path):
+    script = ("import os, sys, yaml\n"
+              "from nas.config import parse_study\n"
+              "from nas.runner import init_ray\n"
+              "data = yaml.safe_load(open(sys.argv[1]))\n"
+              "data['workers'] = {'niceness': 7}\n"
+              "ray = init_ray(parse_study(data, 'test'))\n"
+              "print(ray.get(ray.remote(lambda: os.nice(0)).remote()))\n")
+    out = subprocess.run([sys.executable, "-c", script, str(SMOKE)], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "7"
