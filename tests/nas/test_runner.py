@@ -269,8 +269,9 @@ def test_a_worker_that_outlives_its_killed_driver_cannot_spoil_the_resumed_train
     done = [t for t in _snapshot(run_dir) if t.user_attrs.get("status") == "ok"]
     assert len(done) == 1
     provenance = done[0].user_attrs["eval"]
-    # epoch 2's checkpoint, or epoch 3's if the orphan wrote it before it noticed
-    assert provenance["resumed_from_epoch"] in (2, 3) and provenance["epochs_run"] == 6
+    # epoch 2's checkpoint, or a later one the orphan wrote before it noticed its driver was
+    # gone (training is bit-exact on resume, so any of them is the same training): never less
+    assert provenance["resumed_from_epoch"] >= 2 and provenance["epochs_run"] == 6
     assert not list(run_dir.glob("checkpoints/*/*"))
 
 
