@@ -21,7 +21,6 @@ from _results import write_results
 import mobilevit
 from nas.config import MultiScaleConfig, ProxyTrainConfig, StudyConfig
 from nas.runtime import tune_cpu_allocator
-from nas.study import make_evaluator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +47,7 @@ def main() -> None:
     for name, change in variants.items():
         config = StudyConfig(name="short_recipe", trials=1,
                              evaluator=base.model_copy(update=change))
-        evaluator = make_evaluator(config)
+        evaluator = config.evaluator.build()
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             result = evaluator.evaluate(spec, seed=0, workdir=Path(tmp), threads=args.threads,

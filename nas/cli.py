@@ -307,12 +307,20 @@ def cmd_latency(args: argparse.Namespace) -> int:
     (~/.cache/mobilevit-nas/latency.sqlite, or $NAS_CACHE_DIR), shared with studies.
     """
     from mobilevit import resolve_spec
-    from nas.latency import LatencyCache, cached_latency, make_oracle
+    from nas.config import latency_from_flags
+    from nas.latency import LatencyCache, cached_latency
 
     spec = resolve_spec(args.model)
-    oracle = make_oracle(args.backend, resolution=args.resolution or spec.resolution,
-                         calibration=args.calibration, agent=args.agent, token=args.token,
-                         threads=args.threads)
+    config = latency_from_flags(args.backend, {
+        "resolution": ("--resolution", args.resolution or spec.resolution),
+        "calibration": ("--calibration", args.calibration),
+        "url": ("--agent", args.agent),
+        "threads": ("--threads", args.threads)})
+    if args.token is not None and args.backend != "agent":
+        from nas.errors import NasError
+
+        raise NasError("--token: only with --backend agent")
+    oracle = config.build(token=args.token) if args.token else config.build()
     if args.no_cache:
         result, hit = oracle.measure(spec), False
     else:
@@ -372,6 +380,8 @@ def cmd_latency_agent(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from nas.config import LatencyConfig, kinds
+
     """The argument parser of the ``nas`` command."""
     parser = argparse.ArgumentParser(
         prog="nas", description="Hardware-aware architecture search and ablation of "
@@ -481,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("latency", cmd_latency)
     p.add_argument("model", help=MODEL_HELP + "; `nas latency calibrate --help` refits")
-    p.add_argument("--backend", choices=("predictor", "agent", "local"), default="predictor")
+    p.add_argument("--backend", choices=kinds(LatencyConfig, standalone=True),
+                   default="predictor")
     p.add_argument("--resolution", type=_positive_int, default=None,
                    help="input size (default: the spec's)")
     p.add_argument("--calibration", default=None,
@@ -489,7 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", default=None, help="latency agent URL (--backend agent)")
     p.add_argument("--token", default=None,
                    help="latency agent token (default: $NAS_AGENT_TOKEN)")
-    p.add_argument("--threads", type=_positive_int, default=1, help="--backend local threads")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="--backend local threads (default 1)")
     p.add_argument("--cache", default=None, help="latency cache file")
     p.add_argument("--no-cache", action="store_true", help="measure even if cached; store nothing")
     p.add_argument("--json", action="store_true")

@@ -13,7 +13,7 @@ import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import pydantic
 from pydantic import (
@@ -184,6 +184,12 @@ class TrainConfig(_Model):
     loader_workers: int = Field(2, ge=0)
     save_weights: bool = True
 
+    def build(self) -> Any:
+        """The evaluator this section describes (nas.evaluators.train.TrainEvaluator)."""
+        from nas.evaluators.train import TrainEvaluator
+
+        return TrainEvaluator(self)
+
     @field_validator("crop_scale")
     @classmethod
     def _crop_scale(cls, value: tuple[float, float]) -> tuple[float, float]:
@@ -214,6 +220,12 @@ class ProxyTrainConfig(_Model):
     data_seed: Seed = 0
     save_weights: bool = True
 
+    def build(self) -> Any:
+        """The evaluator this section describes: a training evaluator on :meth:`as_train`."""
+        from nas.evaluators.train import TrainEvaluator
+
+        return TrainEvaluator(self.as_train(), name="proxy_train")
+
     def as_train(self) -> TrainConfig:
         """The equivalent ``train`` evaluator."""
         steps = -(-self.train_images // self.batch_size) * self.epochs
@@ -240,6 +252,12 @@ class ZeroCostConfig(_Model):
     resolution: int = Field(64, ge=16)
     batch_size: int = Field(64, gt=1)
 
+    def build(self) -> Any:
+        """The evaluator this section describes (nas.evaluators.zero_cost)."""
+        from nas.evaluators.zero_cost import ZeroCostEvaluator
+
+        return ZeroCostEvaluator(self)
+
 
 class DummyConfig(_Model):
     """A fixed-cost stand-in for benchmarks and tests (nas.evaluators.dummy)."""
@@ -249,6 +267,12 @@ class DummyConfig(_Model):
     classes: int = Field(10, ge=2)
     faults: dict[str, Literal["raise", "nan", "exit"]] = {}
     record: str | None = None
+
+    def build(self) -> Any:
+        """The evaluator this section describes (nas.evaluators.dummy)."""
+        from nas.evaluators.dummy import DummyEvaluator
+
+        return DummyEvaluator(**self.model_dump(exclude={"kind"}))
 
 
 EvaluatorConfig = Annotated[TrainConfig | ProxyTrainConfig | ZeroCostConfig | DummyConfig,
@@ -263,6 +287,21 @@ class PrunerConfig(_Model):
     min_epochs: int = Field(1, ge=1)
     reduction_factor: int = Field(3, ge=2)
 
+    def build(self, max_epochs: int) -> Any:
+        """The Optuna pruner (None for ``none``) for trainings of ``max_epochs`` epochs."""
+        import optuna
+
+        rate = self.reduction_factor
+        return {
+            "none": lambda: None,
+            "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(
+                min_resource=self.min_epochs, reduction_factor=rate),
+            "hyperband": lambda: optuna.pruners.HyperbandPruner(
+                min_resource=self.min_epochs, max_resource=max_epochs, reduction_factor=rate),
+            "median": lambda: optuna.pruners.MedianPruner(
+                n_startup_trials=5, n_warmup_steps=self.min_epochs - 1),
+        }[self.kind]()
+
 
 class LocalLatencyConfig(_Model):
     """Wall-clock latency of batch-1 inference on this machine (nas.latency.local)."""
@@ -274,6 +313,12 @@ class LocalLatencyConfig(_Model):
     runs: int = Field(10, gt=0)
     cache: str | None = None  # sqlite file; default ~/.cache/mobilevit-nas/latency.sqlite
 
+    def build(self, device: str = "cpu") -> Any:
+        """Wall clock on this machine's ``device`` (nas.latency.local)."""
+        from nas.latency.local import LocalLatencyOracle
+
+        return LocalLatencyOracle(**self.model_dump(exclude={"kind", "cache"}), device=device)
+
 
 class PredictorLatencyConfig(_Model):
     """CoreML latency predicted from the converted program (nas.latency.predictor): the offline
@@ -283,6 +328,12 @@ class PredictorLatencyConfig(_Model):
     resolution: int = Field(256, ge=32)
     calibration: str | None = None
     cache: str | None = None
+
+    def build(self, device: str = "cpu") -> Any:
+        """The calibrated predictor (device-independent: it reads the converted program)."""
+        from nas.latency.predictor import PredictorOracle
+
+        return PredictorOracle(resolution=self.resolution, calibration=self.calibration)
 
     @field_validator("calibration")
     @classmethod
@@ -297,7 +348,18 @@ class PredictorLatencyConfig(_Model):
         return value
 
 
-class AgentLatencyConfig(_Model):
+class _DeviceMeasurement:
+    """For the oracles that measure on a device: their ``rounds`` x ``iterations`` protocol."""
+
+    @property
+    def protocol(self) -> Any:
+        """The measurement protocol asked of the device."""
+        from nas.latency.stats import MeasureProtocol
+
+        return MeasureProtocol(rounds=self.rounds, iterations=self.iterations)  # type: ignore[attr-defined]
+
+
+class AgentLatencyConfig(_Model, _DeviceMeasurement):
     """CoreML latency measured by a latency agent over HTTP (nas.latency.oracles). The token is
     read from the environment variable ``token_env`` (never stored in the study)."""
 
@@ -318,8 +380,19 @@ class AgentLatencyConfig(_Model):
             raise ValueError("expected an http:// or https:// URL")
         return value
 
+    def build(self, device: str = "cpu", *, token: str | None = None) -> Any:
+        """A client of the agent at ``url``; its token is ``token`` or else ``$token_env``."""
+        import os
 
-class RayDeviceLatencyConfig(_Model):
+        from nas.latency.oracles import AgentOracle
+
+        return AgentOracle(self.url, resolution=self.resolution,
+                           token=token or os.environ.get(self.token_env), protocol=self.protocol,
+                           attempts=self.attempts, backoff_s=self.backoff_s)
+
+
+
+class RayDeviceLatencyConfig(_Model, _DeviceMeasurement):
     """CoreML latency measured on the Ray node that has the custom resource ``resource`` (a Mac
     with a tethered iPhone), one job at a time (nas.latency.oracles.RayDeviceOracle)."""
 
@@ -332,12 +405,29 @@ class RayDeviceLatencyConfig(_Model):
     rounds: int = Field(5, gt=0)
     iterations: int = Field(20, gt=0)
     cache: str | None = None
+    # A device behind a cluster's custom resource: `nas latency` on its own cannot reach it.
+    standalone: ClassVar[bool] = False
+
+    def build(self, device: str = "cpu") -> Any:
+        """A Ray task per measurement on the node that holds ``resource``."""
+        from nas.latency.oracles import RayDeviceOracle
+        from nas.latency.runners import CoreMLRunner, LocalRunner
+
+        runner = LocalRunner() if self.runner == "local" else CoreMLRunner(
+            compute_units=self.compute_units, device="iphone" if self.device == "iphone" else None)
+        return RayDeviceOracle(runner, resolution=self.resolution, resource=self.resource,
+                               protocol=self.protocol)
 
 
 class NoLatencyConfig(_Model):
     """No latency oracle (for single-objective studies on accuracy, params or MACs)."""
 
     kind: Literal["none"]
+    standalone: ClassVar[bool] = False
+
+    def build(self, device: str = "cpu") -> None:
+        """No oracle."""
+        return None
 
 
 LatencyConfig = Annotated[LocalLatencyConfig | PredictorLatencyConfig | AgentLatencyConfig
@@ -350,6 +440,20 @@ class SamplerConfig(_Model):
     kind: Literal["nsga2", "tpe", "random", "brute_force"] = "nsga2"
     population_size: int = Field(16, ge=2)
 
+    def build(self, seed: int) -> Any:
+        """The Optuna sampler seeded with ``seed``."""
+        import optuna
+
+        from nas.samplers import GridSampler
+
+        return {
+            "nsga2": lambda: optuna.samplers.NSGAIISampler(
+                population_size=self.population_size, seed=seed),
+            "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
+            "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+            "brute_force": lambda: GridSampler(seed),
+        }[self.kind]()
+
 
 class WorkersConfig(_Model):
     """Where trials run: a local Ray instance (``address`` null) or a cluster, and how many."""
@@ -358,13 +462,13 @@ class WorkersConfig(_Model):
     concurrent: int = Field(2, ge=1)
     cpus_per_trial: float = Field(1, gt=0)
     gpus_per_trial: float = Field(0, ge=0)
-    # Several drivers on one PostgreSQL study: each records a heartbeat for its running trials
-    # every heartbeat_seconds; a trial whose heartbeat is older than heartbeat_grace_seconds
-    # belongs to a driver that died, and another driver re-queues it.
     # Niceness of the trials' worker processes on a local Ray instance. Ray's own default is 15,
     # which lets any other busy process on the machine slow trials 10-20 times; 0 runs them as
     # the driver runs. (On a cluster, each node's `ray start` decides: RAY_worker_niceness.)
     niceness: int = Field(0, ge=0, le=19)
+    # Several drivers on one PostgreSQL study: each records a heartbeat for its running trials
+    # every heartbeat_seconds; a trial whose heartbeat is older than heartbeat_grace_seconds
+    # belongs to a driver that died, and another driver re-queues it.
     heartbeat_seconds: int = Field(10, ge=1)
     heartbeat_grace_seconds: int = Field(60, ge=2)
 
@@ -535,17 +639,40 @@ class StudyConfig(_Model):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def union_members(union: Any) -> tuple[Any, ...]:
+    """The alternatives of a tagged union such as :data:`EvaluatorConfig`."""
+    return typing.get_args(typing.get_args(union)[0])
+
+
+def union_tag(member: Any) -> str:
+    """The tag pydantic puts in an error's path for one alternative of a tagged union."""
+    if typing.get_origin(member) is Annotated:
+        return next(m.tag for m in typing.get_args(member)[1:] if isinstance(m, Tag))
+    (kind,) = typing.get_args(member.model_fields["kind"].annotation)
+    return kind
+
+
+def kinds(union: Any, *, standalone: bool = False) -> tuple[str, ...]:
+    """The ``kind`` values of a config union, in its order; with ``standalone``, only those that
+    work outside a study's cluster (``nas latency --backend``)."""
+    return tuple(union_tag(m) for m in union_members(union)
+                 if not standalone or getattr(m, "standalone", True))
+
+
 def _format_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("train", "proxy_train", "zero_cost", "dummy", "local", "predictor",
-                      "agent", "ray_device", "none", "fixed_name", "fixed_row"):
+        elif part in _UNION_TAGS:
             continue  # the tag of a discriminated union, not a field
         else:
             out += f".{part}" if out else str(part)
     return out
+
+
+_UNION_TAGS = frozenset(tag for union in (EvaluatorConfig, LatencyConfig, FixedTrialEntry)
+                        for tag in kinds(union))
 
 
 def _format_value(value: Any) -> str:
@@ -648,6 +775,33 @@ def _put(data: dict[str, Any], parts: Sequence[str], value: Any) -> dict[str, An
     inner = data.get(head)
     return {**data, head: _put(inner if isinstance(inner, dict) else {}, rest, value)
             if rest else value}
+
+
+def latency_from_flags(kind: str, flags: dict[str, tuple[str, Any]]) -> Any:
+    """The latency section that command-line flags describe (``nas latency --backend KIND``).
+
+    ``flags`` maps a field of the section to ``(flag, value)``; a value of None is not given.
+    A flag the kind has no field for, and a bad value, are errors naming the flag.
+    """
+    members = {union_tag(m): m for m in union_members(LatencyConfig)}
+    cls = members[kind]
+    data: dict[str, Any] = {"kind": kind}
+    for name, (flag, value) in flags.items():
+        if value is None:
+            continue
+        if name not in cls.model_fields:
+            users = [k for k, m in members.items() if name in m.model_fields]
+            raise StudyError(f"{flag}: only with --backend {' or '.join(users)}")
+        data[name] = value
+    try:
+        return cls.model_validate(data)
+    except pydantic.ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        flag = flags.get(field, (f"--backend {kind}",))[0]
+        if err["type"] == "missing":
+            raise StudyError(f"{flag}: required by --backend {kind}") from None
+        raise StudyError(f"{flag}={_format_value(err['input'])}: {_message(err)}") from None
 
 
 def apply_settings(data: dict[str, Any], settings: Sequence[str],

@@ -19,7 +19,6 @@ from nas.budget import Verdict
 from nas.config import StudyConfig
 from nas.lease import Heartbeat, StaleTrials, StudyLock
 from nas.outcome import TrialStatus
-from nas.pruning import make_pruner
 from nas.study import PreparedStudy, open_storage
 
 
@@ -50,7 +49,7 @@ class Ledger:
         self.lock = StudyLock(storage, config.name)
         self.study = _load_or_create(storage, config.name, directions=config.directions)
         self.shadow = None
-        pruner = make_pruner(config.pruner, getattr(config.evaluator, "epochs", 1))
+        pruner = config.pruner.build(getattr(config.evaluator, "epochs", 1))
         if pruner is not None:
             self.shadow = _load_or_create(storage, f"{config.name}.accuracy",
                                           direction="maximize", pruner=pruner)

@@ -16,23 +16,6 @@ from typing import Any
 from nas.config import PrunerConfig
 
 
-def make_pruner(config: PrunerConfig, max_epochs: int) -> Any:
-    """The Optuna pruner a ``pruner`` section describes (None for ``none``)."""
-    import optuna
-
-    if config.kind == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=config.min_epochs,
-                                                      reduction_factor=config.reduction_factor)
-    if config.kind == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=config.min_epochs,
-                                              max_resource=max_epochs,
-                                              reduction_factor=config.reduction_factor)
-    if config.kind == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5,
-                                           n_warmup_steps=config.min_epochs - 1)
-    return None
-
-
 def storage_from_address(address: str) -> Any:
     """An Optuna storage from ``journal:<file>`` or a database URL."""
     import optuna
@@ -49,7 +32,7 @@ def _shadow(study_name: str, address: str, pruner: PrunerConfig, max_epochs: int
     import optuna
 
     return optuna.load_study(study_name=study_name, storage=storage_from_address(address),
-                             pruner=make_pruner(pruner, max_epochs))
+                             pruner=pruner.build(max_epochs))
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,6 @@ from nas.outcome import Counts, Outcome, TrialStatus, count_trials
 from nas.pruning import EpochReporter
 from nas.study import (
     PreparedStudy,
-    make_evaluator,
-    make_latency_oracle,
     stored_config,
     with_overrides,
     write_config,
@@ -120,40 +118,6 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise StudyError(f"workers.address={address}: nothing answers there ({reason}); start "
                          "the cluster with `ray start --head` or fix the address") from None
-
-
-class _GridSampler:
-    """Optuna's BruteForceSampler, which under ask/tell cannot call ``study.stop()`` when the
-    grid is done: this records that instead."""
-
-    def __new__(cls, seed: int) -> Any:
-        import optuna
-
-        class Exhaustible(optuna.samplers.BruteForceSampler):
-            exhausted = False
-
-            def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-                try:
-                    super().after_trial(study, trial, state, values)
-                except RuntimeError:  # raised by study.stop() outside optimize()
-                    self.exhausted = True
-
-        return Exhaustible(seed=seed)
-
-
-def make_sampler(config: StudyConfig, seed: int) -> Any:
-    """The sampler of ``config`` seeded with ``seed``."""
-    import optuna
-
-    kind = config.sampler.kind
-    if kind == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=config.sampler.population_size,
-                                             seed=seed)
-    if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
-    if kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return _GridSampler(seed)
 
 
 def trial_seed(config: StudyConfig, spec_id: str) -> int:
@@ -259,13 +223,12 @@ class _Tasks:
     @cached_property
     def oracle(self) -> Any:
         device = "cuda" if self.config.workers.gpus_per_trial > 0 else "cpu"
-        return make_latency_oracle(self.config, device)
+        return self.config.latency.build(device)
 
     def evaluator_of(self, ev_config: Any) -> Any:
         key = _evaluator_key(ev_config)
         if key not in self.evaluators:
-            self.evaluators[key] = make_evaluator(self.config.model_copy(
-                update={"evaluator": ev_config}))
+            self.evaluators[key] = ev_config.build()
         return self.evaluators[key]
 
     def checkpoints(self, spec: Any, ev_key: str) -> Path:
@@ -312,7 +275,7 @@ class _Driver:
         # on one PostgreSQL study see the same trials: their index tells their seeds apart.
         self.sampler_seed = (config.seed + len(existing)
                              + 1_000_003 * self.ledger.register()) % 2**32
-        self.sampler = make_sampler(config, self.sampler_seed)
+        self.sampler = config.sampler.build(self.sampler_seed)
         self.ledger.study.sampler = self.sampler
         self.tasks = _Tasks(config, self.ledger, self.run_dir)
         self.shared = _SharedResults(existing, self.tasks.evaluator_key)

@@ -54,62 +54,14 @@ class PreparedStudy:
     warnings: tuple[str, ...] = ()
 
 
-def make_evaluator(config: StudyConfig) -> Any:
-    """The evaluator a study's ``evaluator`` section describes."""
-    ev = config.evaluator
-    if ev.kind == "dummy":
-        from nas.evaluators.dummy import DummyEvaluator
-
-        return DummyEvaluator(**ev.model_dump(exclude={"kind"}))
-    if ev.kind == "zero_cost":
-        from nas.evaluators.zero_cost import ZeroCostEvaluator
-
-        return ZeroCostEvaluator(ev)
-    from nas.evaluators.train import TrainEvaluator
-
-    if ev.kind == "proxy_train":
-        return TrainEvaluator(ev.as_train(), name="proxy_train")
-    return TrainEvaluator(ev)
-
-
 def evaluator_classes(config: StudyConfig, source: str) -> int:
     """The dataset's number of classes; dataset problems are errors naming the study file."""
     from nas.data import DataError
 
     try:
-        return make_evaluator(config).num_classes
+        return config.evaluator.build().num_classes
     except DataError as exc:
         raise StudyError(f"{source}: evaluator.dataset: {exc}") from None
-
-
-def make_latency_oracle(config: StudyConfig, device: str = "cpu") -> Any:
-    """The latency oracle a study's ``latency`` section describes, or None."""
-    lat = config.latency
-    if lat.kind == "none":
-        return None
-    if lat.kind == "predictor":
-        from nas.latency.predictor import PredictorOracle
-
-        return PredictorOracle(resolution=lat.resolution, calibration=lat.calibration)
-    if lat.kind in ("agent", "ray_device"):
-        import os
-
-        from nas.latency.oracles import AgentOracle, RayDeviceOracle
-        from nas.latency.runners import CoreMLRunner, LocalRunner
-        from nas.latency.stats import MeasureProtocol
-
-        protocol = MeasureProtocol(rounds=lat.rounds, iterations=lat.iterations)
-        if lat.kind == "agent":
-            return AgentOracle(lat.url, resolution=lat.resolution,
-                               token=os.environ.get(lat.token_env), protocol=protocol,
-                               attempts=lat.attempts, backoff_s=lat.backoff_s)
-        runner = LocalRunner() if lat.runner == "local" else CoreMLRunner(
-            compute_units=lat.compute_units, device="iphone" if lat.device == "iphone" else None)
-        return RayDeviceOracle(runner, resolution=lat.resolution, resource=lat.resource,
-                               protocol=protocol)
-    from nas.latency import LocalLatencyOracle
-
-    return LocalLatencyOracle(**lat.model_dump(exclude={"kind", "cache"}), device=device)
 
 
 def prepare(config: StudyConfig, source: str, *, base_dir: Path | None = None,

@@ -1,17 +1,23 @@
 """Early stopping through the shadow accuracy study."""
 
+import typing
+
 import optuna
 import pytest
 
 from nas.config import PrunerConfig
-from nas.pruning import EpochReporter, make_pruner
+from nas.pruning import EpochReporter
+
+PRUNER_KINDS = typing.get_args(PrunerConfig.model_fields["kind"].annotation)
 
 
-@pytest.mark.parametrize("kind", ["successive_halving", "hyperband", "median"])
-def test_each_pruner_kind_is_an_optuna_pruner(kind):
-    pruner = make_pruner(PrunerConfig(kind=kind, min_epochs=1, reduction_factor=3), 9)
-    assert isinstance(pruner, optuna.pruners.BasePruner)
-    assert make_pruner(PrunerConfig(kind="none"), 9) is None
+@pytest.mark.parametrize("kind", PRUNER_KINDS)
+def test_each_pruner_kind_builds_an_optuna_pruner_or_none(kind):
+    pruner = PrunerConfig(kind=kind, min_epochs=1, reduction_factor=3).build(9)
+    if kind == "none":
+        assert pruner is None
+    else:
+        assert isinstance(pruner, optuna.pruners.BasePruner)
 
 
 def _shadow_with_good_curves(tmp_path, config):
@@ -19,7 +25,7 @@ def _shadow_with_good_curves(tmp_path, config):
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "journal.log")))
     study = optuna.create_study(study_name="s.accuracy", storage=storage, direction="maximize",
-                                pruner=make_pruner(config, 4))
+                                pruner=config.build(4))
     for _ in range(6):  # finished trials that reached 80 % after one epoch
         trial = study.ask()
         for epoch in range(4):

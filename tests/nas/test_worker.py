@@ -10,7 +10,6 @@ import yaml
 
 import mobilevit
 from nas.config import parse_study
-from nas.study import make_evaluator
 from nas.worker import AttemptFence, AttemptSuperseded, TrialTask, execute
 from tests.nas.test_runner import SMOKE
 
@@ -26,7 +25,7 @@ def _task(tmp_path, fence, epochs=3):
     data = yaml.safe_load(SMOKE.read_text())
     data["evaluator"] = {"kind": "proxy_train", "train_images": 32, "val_images": 16,
                          "resolution": 32, "epochs": epochs, "batch_size": 16}
-    evaluator = make_evaluator(parse_study(data, "test"))
+    evaluator = parse_study(data, "test").evaluator.build()
     spec = mobilevit.get_fixed_point("mobilevit_xxs").spec.replace(num_classes=10)
     return TrialTask(number=0, spec_json=spec.to_json(), latency_spec_json=spec.to_json(),
                      seed=1, evaluator=evaluator, oracle=None, latency_cache=None,
