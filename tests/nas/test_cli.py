@@ -87,6 +87,20 @@ def test_unknown_models_give_one_line_errors(capsys, argv, message):
     assert err.startswith("nas: error: ") and message in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["--backend", "agent"], "--agent: required by --backend agent"),
+    (["--backend", "agent", "--agent", "ftp://x"],
+     '--agent="ftp://x": expected an http:// or https:// URL'),
+    (["--backend", "predictor", "--threads", "2"], "--threads: only with --backend local"),
+    (["--backend", "local", "--agent", "http://x"], "--agent: only with --backend agent"),
+    (["--backend", "local", "--token", "t"], "--token: only with --backend agent"),
+    (["--resolution", "16"], "--resolution=16: input should be greater than or equal to 32"),
+])
+def test_bad_latency_flags_give_one_line_naming_the_flag(capsys, argv, message):
+    code, out, err = run(capsys, "latency", "mobilevit_xxs", *argv)
+    assert (code, out, err) == (2, "", f"nas: error: {message}\n")
+
+
 def test_bad_spec_files_name_the_file_and_field(capsys, tmp_path):
     bad = tmp_path / "bad.json"
     data = get_fixed_point("mobilevit_s").spec.to_dict()
