@@ -32,10 +32,10 @@ import pandas as pd
 import torch
 
 import mobilevit
-from nas.config import DatasetConfig, RecipeConfig, TrainConfig, ZeroCostConfig
 from nas.evaluators.train import TrainEvaluator
 from nas.evaluators.zero_cost import ZeroCostEvaluator
 from nas.runtime import tune_cpu_allocator
+from nas.study.config import DatasetConfig, RecipeConfig, TrainConfig, ZeroCostConfig
 
 ZERO_COST = ("synflow", "naswot", "grad_norm", "params", "macs")
 

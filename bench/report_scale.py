@@ -29,10 +29,10 @@ from _results import write_results
 
 from mobilevit import get_fixed_point
 from mobilevit.spec import SpecError
-from nas.budget import BudgetGate
 from nas.report.browser import check_page, find_chromium
 from nas.report.page import write_report
-from nas.study import load, write_config
+from nas.study.budget import BudgetGate
+from nas.study.prepare import load, write_config
 from search_spaces.mobilevit import SpaceError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def synthetic_run(run_dir: Path, trials: int, seed: int = 0) -> dict[str, int]:
     """Fill ``run_dir`` with ``trials`` trials of the default study; returns counts by status."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    from nas.study import prepare
+    from nas.study.prepare import prepare
 
     base = load(STUDY).config
     # A narrower space than the default study's, so that about half of random draws fit the

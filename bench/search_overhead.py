@@ -25,11 +25,11 @@ from pathlib import Path
 import optuna
 from _results import write_results
 
-from nas.budget import BudgetGate
-from nas.config import Budget, parse_study
-from nas.results import open_run
-from nas.runner import run_study
-from nas.study import prepare
+from nas.results.runs import open_run
+from nas.search.runner import run_study
+from nas.study.budget import BudgetGate
+from nas.study.config import Budget, parse_study
+from nas.study.prepare import prepare
 from search_spaces import MobileViTSpace
 
 

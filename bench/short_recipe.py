@@ -19,8 +19,8 @@ from pathlib import Path
 from _results import write_results
 
 import mobilevit
-from nas.config import MultiScaleConfig, ProxyTrainConfig, StudyConfig
 from nas.runtime import tune_cpu_allocator
+from nas.study.config import MultiScaleConfig, ProxyTrainConfig, StudyConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

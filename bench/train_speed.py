@@ -22,11 +22,11 @@ from _results import write_results
 from PIL import Image
 
 import mobilevit
-from nas.config import RecipeConfig
 from nas.data import FolderSource, ImageDataset, SingleScaleSampler, collate
 from nas.evaluators import procedural
+from nas.evaluators.recipe import EMA, param_groups
 from nas.runtime import tune_cpu_allocator
-from nas.train import EMA, param_groups
+from nas.study.config import RecipeConfig
 
 
 def write_images(root: Path, count: int = 256) -> None:

@@ -81,7 +81,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from nas.export import export_model
 
     if Path(args.model).is_dir():
-        from nas.results import export_trial
+        from nas.results.runs import export_trial
 
         if args.trial is None:
             raise NasError(f"{args.model} is a run folder: choose a trial with --trial N "
@@ -107,8 +107,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run a study (or continue it): a budgeted multi-objective search on Ray workers."""
     from pathlib import Path
 
-    from nas.runner import run_study
-    from nas.study import load
+    from nas.search.runner import run_study
+    from nas.study.prepare import load
 
     prepared = load(args.study, args.set)
     if args.output:
@@ -118,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = run_study(prepared, trials=args.trials, workers=args.workers, resume=args.resume,
                         stream=None if args.quiet else sys.stderr)
     if prepared.config.ablation is not None:
-        from nas.ablation import write_ablation
+        from nas.results.ablation import write_ablation
 
         _, text = write_ablation(prepared.run_dir)
         print(text)
@@ -132,7 +132,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     size, the run folder, storage and Ray cluster, and a cost estimate. Starts no Ray, creates
     no run folder and opens no storage; an invalid study is one line and exit status 2, as for
     `nas run`."""
-    from nas.check import check_study, check_text
+    from nas.study.check import check_study, check_text
 
     facts = check_study(args.study, args.set)
     print(json.dumps(facts, indent=2) if args.json else check_text(facts))
@@ -147,10 +147,10 @@ def cmd_ablations(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from nas.ablation import ablation_files, smoke_fidelity, with_fidelity, write_ablation
     from nas.errors import NasError
-    from nas.runner import run_study
-    from nas.study import load, prepare
+    from nas.results.ablation import ablation_files, smoke_fidelity, with_fidelity, write_ablation
+    from nas.search.runner import run_study
+    from nas.study.prepare import load, prepare
 
     files = ablation_files(args.dir)
     args.output = args.output or ("runs/ablations-smoke" if args.smoke else "runs/ablations")
@@ -196,7 +196,7 @@ def cmd_ablations(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Show a run's progress: trials by outcome and the Pareto set."""
-    from nas.results import status_text
+    from nas.results.runs import status_text
 
     print(status_text(args.run_dir))
     return 0
@@ -208,7 +208,7 @@ def cmd_trials(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from nas.results import open_run, write_results
+    from nas.results.runs import open_run, write_results
 
     study, config = open_run(args.run_dir)
     frame = write_results(study, config, Path(args.run_dir))
@@ -269,8 +269,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     import optuna_dashboard
 
     from nas.errors import NasError
-    from nas.results import open_run
-    from nas.study import open_storage
+    from nas.results.runs import open_run
+    from nas.study.prepare import open_storage
 
     _, config = open_run(args.run_dir)  # checks the folder and that the study exists
     storage = open_storage(config, Path(args.run_dir), repair=False)
@@ -289,7 +289,7 @@ def cmd_space(args: argparse.Namespace) -> int:
     from search_spaces import MobileViTSpace
 
     if args.study:
-        from nas.study import load
+        from nas.study.prepare import load
 
         space = load(args.study).space
     else:
@@ -307,8 +307,8 @@ def cmd_latency(args: argparse.Namespace) -> int:
     (~/.cache/mobilevit-nas/latency.sqlite, or $NAS_CACHE_DIR), shared with studies.
     """
     from mobilevit import resolve_spec
-    from nas.config import latency_from_flags
     from nas.latency import LatencyCache, cached_latency
+    from nas.study.config import latency_from_flags
 
     spec = resolve_spec(args.model)
     config = latency_from_flags(args.backend, {
@@ -380,7 +380,7 @@ def cmd_latency_agent(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nas.config import LatencyConfig, kinds
+    from nas.study.config import LatencyConfig, kinds
 
     """The argument parser of the ``nas`` command."""
     parser = argparse.ArgumentParser(

@@ -23,7 +23,7 @@ from nas.evaluators.base import EvalResult
 
 @dataclass(frozen=True)
 class DummyEvaluator:
-    """See the module docstring; defaults are in :class:`nas.config.DummyConfig`.
+    """See the module docstring; defaults are in :class:`nas.study.config.DummyConfig`.
 
     Attributes:
         seconds: CPU time to burn per evaluation.

@@ -12,7 +12,6 @@ from typing import Any
 import torch
 
 from mobilevit import ArchSpec, MobileViT
-from nas.config import DatasetConfig, TrainConfig
 from nas.data import (
     CifarSource,
     DataError,
@@ -25,8 +24,9 @@ from nas.data import (
     download_cifar,
 )
 from nas.evaluators.base import EvalResult
+from nas.evaluators.recipe import final_weights, train
 from nas.runtime import with_torch_threads
-from nas.train import final_weights, train
+from nas.study.config import DatasetConfig, TrainConfig
 
 # cvnets' multi-scale sizes relative to the base size (160, 192, 256, 288, 320 at 256).
 SCALES = (0.625, 0.75, 1.0, 1.125, 1.25)

@@ -28,11 +28,11 @@ from torch import nn
 
 from mobilevit import ArchSpec, MobileViT
 from mobilevit.complexity import complexity
-from nas.config import ZeroCostConfig
 from nas.data import ImageDataset, SingleScaleSampler, collate
 from nas.evaluators.base import EvalResult, EvaluationError
 from nas.evaluators.train import make_sources
 from nas.runtime import with_torch_threads
+from nas.study.config import ZeroCostConfig
 
 ACTIVATIONS = (nn.SiLU, nn.ReLU, nn.GELU)
 

@@ -33,7 +33,7 @@ def cpu_name() -> str:
 class LocalLatencyOracle:
     """Median of ``runs`` timed forward passes after ``warmup`` untimed ones, ``threads`` threads.
 
-    Defaults are in :class:`nas.config.LocalLatencyConfig`.
+    Defaults are in :class:`nas.study.config.LocalLatencyConfig`.
     """
 
     resolution: int

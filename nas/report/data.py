@@ -1,6 +1,6 @@
 """The numbers behind every figure of a run's report, computed apart from drawing them.
 
-:func:`build_report_data` works on a trials table (as :func:`nas.results.trials_frame` makes it)
+:func:`build_report_data` works on a trials table (as :func:`nas.results.runs.trials_frame` makes it)
 and a study config, so a hand-made table gives the same figures as a real run;
 :func:`load_report_data` reads both from a run folder.
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from mobilevit import FIXED_POINTS, ArchSpec, load_spec
-from nas.config import StudyConfig
 from nas.errors import NasError
-from nas.outcome import TrialStatus
-from nas.pareto import default_reference, front_rows, hypervolume_history
+from nas.results.outcome import TrialStatus
+from nas.results.pareto import default_reference, front_rows, hypervolume_history
+from nas.study.config import StudyConfig
 
 # Parameter importances (PED-ANOVA) need this many completed trials to mean anything.
 MIN_TRIALS_FOR_IMPORTANCE = 10
@@ -67,7 +67,7 @@ class ReportData:
     published_latency_on_own_axis: bool
     notes: dict[str, str]
     generated: str
-    ablation: Any = None  # the ablation table (nas.ablation.ablation_table), for an ablation
+    ablation: Any = None  # the ablation table (nas.results.ablation.ablation_table), for an ablation
     orderings: list[Any] = dataclasses.field(default_factory=list)
 
 
@@ -250,7 +250,7 @@ def build_report_data(frame: Any, config: StudyConfig, *, run_dir: str | Path | 
 
     ``specs`` maps spec ids to specs (for summaries and block families), ``importance`` is a
     ``param``/``importance`` table (see :func:`param_importances`), ``reference`` the
-    hypervolume's reference point (default: :func:`nas.pareto.default_reference` over the
+    hypervolume's reference point (default: :func:`nas.results.pareto.default_reference` over the
     completed trials).
     """
     import pandas as pd
@@ -327,7 +327,7 @@ def param_importances(study: Any, *, objective: int = 0) -> tuple[Any, str]:
 def load_report_data(run_dir: str | Path, *,
                      reference: Mapping[str, float] | None = None) -> ReportData:
     """The report's tables for a run folder (read-only: safe while the study runs)."""
-    from nas.results import open_run, trials_frame
+    from nas.results.runs import open_run, trials_frame
 
     study, config = open_run(run_dir)
     frame = trials_frame(study)
@@ -340,8 +340,8 @@ def load_report_data(run_dir: str | Path, *,
     data = build_report_data(frame, config, run_dir=run_dir, specs=specs, importance=importance,
                              importance_note=note, reference=reference)
     if config.ablation is not None:
-        from nas.ablation import ablation_table, orderings
-        from nas.study import load
+        from nas.results.ablation import ablation_table, orderings
+        from nas.study.prepare import load
 
         data.ablation = ablation_table(frame, config, load(run_dir).fixed)
         data.orderings = orderings(data.ablation)

@@ -12,8 +12,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from nas.outcome import TrialStatus
 from nas.report.data import FIGURE_COLUMNS, TRAINED, ReportData
+from nas.results.outcome import TrialStatus
 
 FAMILY_COLORS = {
     "v1": "#0072B2",

@@ -19,10 +19,10 @@ from typing import Any
 from markupsafe import Markup
 
 from nas.errors import NasError
-from nas.outcome import Counts, TrialStatus
 from nas.report import figures as figs
 from nas.report.data import ReportData, load_report_data
-from nas.results import format_cell
+from nas.results.outcome import Counts, TrialStatus
+from nas.results.runs import format_cell
 
 STATIC_FORMATS = ("png", "svg")
 

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from nas.errors import NasError
 from nas.report.page import write_report
-from nas.study import JOURNAL_FILE
+from nas.study.prepare import JOURNAL_FILE
 
 
 def _stamp(run_dir: Path) -> Any:
@@ -25,7 +25,7 @@ def _stamp(run_dir: Path) -> Any:
     if journal.exists():
         stat = journal.stat()
         return (stat.st_size, stat.st_mtime_ns)
-    from nas.results import open_run
+    from nas.results.runs import open_run
 
     study, _ = open_run(run_dir)  # a database: ask it
     return tuple((t.number, t.state.name) for t in study.get_trials(deepcopy=False))

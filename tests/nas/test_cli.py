@@ -340,7 +340,7 @@ def test_a_bad_set_is_one_line_naming_the_field(capsys, tmp_path, command):
 
 
 def test_check_masks_a_postgresql_password(capsys, tmp_path, monkeypatch):
-    from nas.check import mask_url
+    from nas.study.check import mask_url
 
     monkeypatch.chdir(tmp_path)
     code, out, _ = run(capsys, "check", str(SMOKE), "--set",
@@ -355,7 +355,7 @@ def test_check_masks_a_postgresql_password(capsys, tmp_path, monkeypatch):
 def test_check_says_what_a_run_folder_holds(capsys, tmp_path, monkeypatch):
     import yaml
 
-    from nas.study import load, write_config
+    from nas.study.prepare import load, write_config
 
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "run"

@@ -11,7 +11,9 @@ import pathlib
 import pytest
 
 from mobilevit import get_fixed_point
-from nas.config import (
+from nas.evaluators.base import EvalResult
+from nas.latency import LatencyCache, LatencyResult, cached_latency
+from nas.study.config import (
     EvaluatorConfig,
     LatencyConfig,
     kinds,
@@ -19,8 +21,6 @@ from nas.config import (
     union_members,
     union_tag,
 )
-from nas.evaluators.base import EvalResult
-from nas.latency import LatencyCache, LatencyResult, cached_latency
 
 TINY = get_fixed_point("mobilevitv3_xxs_l2").spec
 OTHER = get_fixed_point("mobilevit_xxs").spec
@@ -70,7 +70,7 @@ def test_every_kind_of_each_config_union_has_an_example_here(union, examples):
                                                   ("latency", LatencyConfig, LATENCIES)])
 def test_an_error_inside_any_kind_names_the_field_path_without_the_kind_tag(field, union,
                                                                             examples):
-    from nas.config import StudyError
+    from nas.study.config import StudyError
 
     for member in union_members(union):
         study = {**BASE, field: {**examples[union_tag(member)], "no_such_field": 1}}

@@ -42,8 +42,8 @@ def test_a_failing_conversion_restores_streams_loggers_and_filters(monkeypatch, 
 
 @pytest.mark.parametrize("proxy", ["params", "synflow"])
 def test_zero_cost_evaluator_restores_the_thread_count(tmp_path, monkeypatch, proxy):
-    from nas.config import ZeroCostConfig
     from nas.evaluators import zero_cost
+    from nas.study.config import ZeroCostConfig
 
     seen = []
     real = zero_cost.synflow
@@ -61,9 +61,9 @@ def test_zero_cost_evaluator_restores_the_thread_count(tmp_path, monkeypatch, pr
 
 
 def test_zero_cost_evaluator_restores_the_thread_count_when_it_raises(tmp_path, monkeypatch):
-    from nas.config import ZeroCostConfig
     from nas.evaluators import zero_cost
     from nas.evaluators.base import EvaluationError
+    from nas.study.config import ZeroCostConfig
 
     monkeypatch.setattr(zero_cost, "synflow", lambda model, resolution: -math.inf)
     evaluator = zero_cost.ZeroCostEvaluator(ZeroCostConfig(kind="zero_cost", proxy="synflow",
@@ -73,8 +73,8 @@ def test_zero_cost_evaluator_restores_the_thread_count_when_it_raises(tmp_path, 
 
 
 def _proxy_training():
-    from nas.config import ProxyTrainConfig
     from nas.evaluators.train import TrainEvaluator
+    from nas.study.config import ProxyTrainConfig
 
     config = ProxyTrainConfig(kind="proxy_train", train_images=16, val_images=8, epochs=1,
                               batch_size=8, resolution=32, save_weights=False)
@@ -114,8 +114,8 @@ def _run_folder(tmp_path):
     import optuna
     import yaml
 
-    from nas.config import parse_study
-    from nas.study import open_storage, write_config
+    from nas.study.config import parse_study
+    from nas.study.prepare import open_storage, write_config
 
     config = parse_study(yaml.safe_load(open("studies/smoke.yaml")), "smoke.yaml")
     run_dir = tmp_path / "run"
@@ -131,9 +131,9 @@ def _run_folder(tmp_path):
 def test_reading_a_run_and_reporting_an_epoch_leave_optunas_verbosity(tmp_path):
     import optuna
 
-    from nas.config import PrunerConfig
-    from nas.pruning import EpochReporter
-    from nas.results import open_run
+    from nas.results.runs import open_run
+    from nas.search.pruning import EpochReporter
+    from nas.study.config import PrunerConfig
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # quiet while the folder is made
     run_dir, config, shadow = _run_folder(tmp_path)

@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[3]
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """A finished run of studies/smoke.yaml (6 trials, dummy evaluator, CPU latency)."""
-    from nas.runner import run_study
-    from nas.study import load
+    from nas.search.runner import run_study
+    from nas.study.prepare import load
 
     run_dir = tmp_path_factory.mktemp("smoke") / "run"
     prepared = dataclasses.replace(load(ROOT / "studies" / "smoke.yaml"), run_dir=run_dir)

@@ -5,11 +5,11 @@ from datetime import datetime, timedelta
 import pandas as pd
 import yaml
 
-from nas.config import parse_study
 from nas.report.browser import check_page
 from nas.report.data import build_report_data, load_report_data
 from nas.report.figures import shown_figures
 from nas.report.page import write_report
+from nas.study.config import parse_study
 from tests.nas.report.test_data import ROOT, _frame
 
 

@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from mobilevit import FIXED_POINTS, get_fixed_point
-from nas.config import parse_study
 from nas.errors import NasError
 from nas.report.data import (
     MIN_TRIALS_FOR_IMPORTANCE,
@@ -18,6 +17,7 @@ from nas.report.data import (
     spec_family,
 )
 from nas.report.figures import FIGURES
+from nas.study.config import parse_study
 
 ROOT = Path(__file__).resolve().parents[3]
 T0 = datetime(2026, 1, 1, 9, 0)
@@ -63,7 +63,7 @@ def test_tables_hold_every_trial_the_front_and_the_hypervolume():
                              reference={"accuracy": 50.0, "latency_ms": 20.0})
     assert data.front["number"].tolist() == [3, 0, 1]  # by latency; 2 dominated; 6 pruned
     assert data.hypervolume["hypervolume"].tolist() == pytest.approx(
-        [200, 240, 240, 270, 270, 270, 270])  # the hand-worked values of tests/nas/test_pareto
+        [200, 240, 240, 270, 270, 270, 270])  # the hand-worked values of tests/nas/results/test_pareto
     points = FIGURES["accuracy_latency"].table(data)
     assert sorted(points.query("series == 'trial'")["number"]) == list(range(7))
     assert len(points.query("series == 'published'")) == len(FIXED_POINTS)

@@ -9,7 +9,7 @@ from nas.cli import main
 from nas.report.data import load_report_data
 from nas.report.figures import FAMILY_NAMES, all_figures
 from nas.report.page import csv_tables, write_report
-from nas.results import open_run
+from nas.results.runs import open_run
 
 
 def _trials(run_dir):

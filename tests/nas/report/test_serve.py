@@ -14,7 +14,7 @@ import pytest
 
 from nas.errors import NasError
 from nas.report.serve import ReportServer
-from nas.results import open_run
+from nas.results.runs import open_run
 
 
 def _get(url, timeout=10):

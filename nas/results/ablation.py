@@ -1,0 +1,236 @@
+"""Paper ablations as fixed trials: the table of the papers' figures beside ours.
+
+An ablation is a study with an ``ablation`` section whose fixed trials are its rows
+(``studies/ablations/``). After it ran, :func:`ablation_table` puts each row's published figures
+(params, MACs, latency, top-1, with their source) next to ours (exact params and MACs, latency from
+the study's oracle, accuracy at the study's fidelity), with the deltas, and
+:func:`ordering` says whether our rows come in the paper's order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from nas.results.outcome import TrialStatus
+from nas.results.runs import format_cell
+from nas.study.config import StudyConfig, StudyError, deep_merge, parse_study
+
+ABLATIONS_DIR = Path("studies") / "ablations"
+
+
+def ablation_files(folder: str | Path = ABLATIONS_DIR) -> list[Path]:
+    """The ablation study files of ``folder`` (files starting with ``_`` are shared parts)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise StudyError(f"{folder}: no such folder of ablation studies (run from the project "
+                         "root, or pass --dir)")
+    return sorted(p for p in folder.glob("*.yaml") if not p.name.startswith("_"))
+
+
+def smoke_fidelity(config: StudyConfig) -> StudyConfig:
+    """``config`` at the smallest fidelity that still trains: one epoch of 64 procedural images
+    at 32x32 and a few CPU timings instead of the study's oracle. For trying an ablation end to
+    end in seconds; its numbers mean nothing."""
+    data = config.model_dump(mode="json")
+    evaluator = data["evaluator"]
+    if evaluator["kind"] == "train":
+        evaluator = deep_merge(evaluator, {
+            "epochs": 1, "resolution": 32, "batch_size": 16, "eval_resize": 1.0,
+            "dataset": {"kind": "procedural", "path": None, "train_images": 64,
+                        "val_images": 32, "image_size": 32, "classes": None,
+                        "images_per_class": None, "val_images_per_class": None},
+            "recipe": {"warmup_iters": 2}})
+    data.update(evaluator=evaluator, name=f"{config.name}.smoke",
+                latency={"kind": "local", "resolution": 64, "runs": 3, "warmup": 1},
+                pruner={"kind": "none"},  # one epoch: nothing to stop early
+                output=None)
+    return parse_study(data, f"{config.name} (smoke fidelity)")
+
+
+FIDELITY_FIELDS = ("evaluator", "latency", "workers", "pruner", "seed")
+
+
+def with_fidelity(config: StudyConfig, path: str | Path) -> StudyConfig:
+    """``config`` measured as the study file ``path`` measures: its evaluator, latency oracle,
+    workers, pruner and seed replace the ablation's (the rows' own changes still apply)."""
+    from nas.study.config import read_study_data
+
+    data = read_study_data(Path(path))
+    if not isinstance(data, dict) or not any(k in data for k in FIDELITY_FIELDS):
+        raise StudyError(f"--fidelity {path}: expected a study file with some of "
+                         f"{', '.join(FIDELITY_FIELDS)}")
+    merged = {**config.model_dump(mode="json"),
+              **{k: data[k] for k in FIDELITY_FIELDS if k in data}}
+    return parse_study(merged, f"{config.name} with --fidelity {path}")
+
+
+def _pct(ours: Any, published: Any) -> float | None:
+    if ours is None or published is None or ours != ours or not published:
+        return None
+    return round(100 * (ours - published) / published, 2)
+
+
+def ablation_table(frame: Any, config: StudyConfig, fixed: Sequence[Any]) -> Any:
+    """One row per ablation row, in the file's order: published figures, ours, deltas.
+
+    ``frame`` is the run's trials table (:func:`nas.results.runs.trials_frame`), ``fixed`` the
+    prepared fixed trials (names, published figures). Parameters and MACs are ours exactly
+    (1000-class head at the budget's resolution, as the papers count); ``accuracy`` is at the
+    study's fidelity, so it is compared with the paper through deltas against the baseline row,
+    not directly.
+    """
+    import pandas as pd
+
+    if config.ablation is None:
+        raise StudyError(f"{config.name}: not an ablation (no ablation section)")
+    by_name = {}
+    if len(frame) and "fixed_point" in frame:
+        for row in frame.sort_values("number").itertuples(index=False):
+            if isinstance(row.fixed_point, str) and TrialStatus(row.status).final:
+                by_name[row.fixed_point] = row  # the last attempt of a re-queued row
+    rows = []
+    for f in fixed:
+        pub = f.published
+        t = by_name.get(f.name)
+
+        def get(key: str, trial: Any = t) -> Any:
+            return getattr(trial, key, None)
+
+        params, macs, latency, accuracy = (get("params"), get("macs"), get("latency_ms"),
+                                           get("accuracy"))
+        rows.append({
+            "row": f.name,
+            "status": get("status") or "not run",
+            "trial": get("number"),
+            "published_params_m": pub.params_m if pub else None,
+            "params_m": None if params is None else round(params / 1e6, 3),
+            "params_delta_pct": _pct(params / 1e6 if params else None,
+                                     pub.params_m if pub else None),
+            "published_macs_g": pub.macs_g if pub else None,
+            "macs_g": None if macs is None else round(macs / 1e9, 3),
+            "macs_delta_pct": _pct(macs / 1e9 if macs else None, pub.macs_g if pub else None),
+            "published_latency_ms": pub.latency_ms if pub else None,
+            "latency_ms": latency,
+            "latency_delta_pct": _pct(latency, pub.latency_ms if pub else None),
+            "published_top1": pub.top1 if pub else None,
+            "accuracy": accuracy,
+            "note": pub.note if pub else "",
+            "fidelity": get("fidelity") or "",
+            "oracle": get("oracle") or "",
+            "spec_id": get("spec_id"),
+        })
+    table = pd.DataFrame(rows)
+    base = table[table["row"] == config.ablation.baseline].iloc[0]
+    table["published_top1_vs_baseline"] = (table["published_top1"] - base["published_top1"]
+                                           ).round(2)
+    table["accuracy_vs_baseline"] = (pd.to_numeric(table["accuracy"]) - base["accuracy"]
+                                     if base["accuracy"] is not None else float("nan"))
+    table["accuracy_vs_baseline"] = pd.to_numeric(table["accuracy_vs_baseline"]).round(2)
+    table["source"] = config.ablation.paper
+    return table
+
+
+@dataclasses.dataclass(frozen=True)
+class Ordering:
+    """How our rows' order compares with the paper's on one metric.
+
+    Attributes:
+        metric: "top-1" or "latency".
+        rows: the rows both sides have a value for.
+        paper: those rows, best first, by the paper's figures.
+        ours: the same rows, best first, by ours.
+        kendall_tau: rank agreement (1 same order, -1 reversed); None for fewer than 2 rows.
+        same: whether every pair the paper orders strictly we order the same way.
+    """
+
+    metric: str
+    rows: tuple[str, ...]
+    paper: tuple[str, ...]
+    ours: tuple[str, ...]
+    kendall_tau: float | None
+    same: bool | None
+
+    def text(self) -> str:
+        if len(self.rows) < 2:
+            return f"{self.metric}: fewer than two rows with both figures; no order to compare"
+        verdict = "same order as the paper" if self.same else "order differs from the paper"
+        tau = "undefined: all ours equal" if self.kendall_tau is None else \
+            f"{self.kendall_tau:+.2f}"
+        return (f"{self.metric}: {verdict} (Kendall tau {tau}); paper "
+                f"{' > '.join(self.paper)}; ours {' > '.join(self.ours)}")
+
+
+def ordering(table: Any, metric: str = "top-1") -> Ordering:
+    """Compare the paper's ordering of the rows with ours (higher top-1 first, or lower latency
+    first); ties in the paper's figures constrain nothing."""
+    from scipy.stats import kendalltau
+
+    paper_col, ours_col, higher = {"top-1": ("published_top1", "accuracy", True),
+                                   "latency": ("published_latency_ms", "latency_ms", False)}[metric]
+    both = table.dropna(subset=[paper_col, ours_col])
+    both = both[both["status"] == TrialStatus.OK]
+    names = tuple(both["row"])
+    if len(both) < 2:
+        return Ordering(metric, names, names, names, None, None)
+    sign = -1 if higher else 1
+    paper = tuple(both.sort_values(paper_col, key=lambda s: sign * s, kind="stable")["row"])
+    ours = tuple(both.sort_values(ours_col, key=lambda s: sign * s, kind="stable")["row"])
+    p = both[paper_col].astype(float).to_numpy()
+    o = both[ours_col].astype(float).to_numpy()
+    agree = all((p[i] - p[j]) * (o[i] - o[j]) > 0
+                for i in range(len(p)) for j in range(i + 1, len(p)) if p[i] != p[j])
+    tau = kendalltau(p, o).statistic
+    return Ordering(metric, names, paper, ours, None if tau != tau else round(float(tau), 3),
+                    agree)
+
+
+def orderings(table: Any) -> list[Ordering]:
+    """Orderings on top-1 and on latency."""
+    return [ordering(table, "top-1"), ordering(table, "latency")]
+
+
+TERMINAL_COLUMNS = [("row", "row", ""), ("published_params_m", "paper M", ".1f"),
+                    ("params_m", "ours M", ".3f"), ("published_latency_ms", "paper ms", ".2f"),
+                    ("latency_ms", "ours ms", ".2f"), ("published_top1", "paper top-1", ".1f"),
+                    ("published_top1_vs_baseline", "paper Δ", "+.1f"),
+                    ("accuracy", "ours acc", ".2f"), ("accuracy_vs_baseline", "ours Δ", "+.2f"),
+                    ("status", "status", "")]
+
+
+def table_text(table: Any, config: StudyConfig) -> str:
+    """The table as printed in the terminal, with its source and the ordering verdicts."""
+    import pandas as pd
+
+    shown = pd.DataFrame({header: [format_cell(v, spec) for v in table[col]]
+                          for col, header, spec in TERMINAL_COLUMNS})
+    ab = config.ablation
+    fidelity = next((f for f in table["fidelity"] if f), "")
+    oracle = next((o for o in table["oracle"] if o), "")
+    lines = [f"{config.name}: {ab.paper}" + (f" ({ab.setting})" if ab.setting else ""),
+             *shown.to_string(index=False).splitlines(),
+             f"Δ: against the baseline row ({ab.baseline}). Paper: published figures. Ours: "
+             f"exact params, latency from {oracle or 'the oracle'}, accuracy at "
+             f"{fidelity or 'the study fidelity'}.",
+             *(o.text() for o in orderings(table))]
+    notes = [f"  {r}: {n}" for r, n in zip(table["row"], table["note"], strict=True) if n]
+    if notes:
+        lines += ["notes:", *notes]
+    return "\n".join(lines)
+
+
+def write_ablation(run_dir: str | Path) -> tuple[Any, str]:
+    """Compute a finished (or partly run) ablation's table from its run folder, write it as
+    ``ablation.csv`` there, and return it with its terminal text."""
+    from nas.results.runs import open_run, trials_frame
+    from nas.study.prepare import load
+
+    run_dir = Path(run_dir)
+    prepared = load(run_dir)
+    study, _ = open_run(run_dir)
+    config = prepared.config
+    table = ablation_table(trials_frame(study), config, prepared.fixed)
+    table.to_csv(run_dir / "ablation.csv", index=False)
+    return table, table_text(table, config)

@@ -1,0 +1,229 @@
+"""The study's record in its Optuna storage, as one driver session sees it.
+
+:class:`Ledger` owns the storage, the study and its shadow study (the pruner's, see
+:mod:`nas.search.pruning`), the cooperation with other drivers (:mod:`nas.search.lease`: advisory lock,
+heartbeats, re-queuing the trials of a dead driver) and every write of a trial's outcome. The
+driver decides what to evaluate; this is the only place that tells Optuna what happened.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from nas.results.outcome import TrialStatus
+from nas.search.lease import Heartbeat, StaleTrials, StudyLock
+from nas.study.budget import Verdict
+from nas.study.config import StudyConfig
+from nas.study.prepare import PreparedStudy, open_storage
+
+
+def objective_values(config: StudyConfig, metrics: dict[str, float | None]) -> list[float]:
+    """The study's objective values from a trial's metrics; an unmeasured one (an infeasible
+    candidate) gets the worst value."""
+    values = []
+    for obj in config.objectives:
+        value = metrics.get(obj.metric)
+        if value is None:
+            value = -math.inf if obj.resolved_direction == "maximize" else math.inf
+        values.append(float(value))
+    return values
+
+
+class Ledger:
+    """See the module docstring."""
+
+    def __init__(self, prepared: PreparedStudy, config: StudyConfig) -> None:
+        import optuna
+
+        self.config = config
+        self.prepared = prepared
+        self.stale = StaleTrials()
+        storage = open_storage(config, prepared.run_dir, on_stale=self.stale)
+        self.address = config.storage or f"journal:{prepared.run_dir / 'journal.log'}"
+        # Read-then-write steps of cooperating drivers on one PostgreSQL study run under this.
+        self.lock = StudyLock(storage, config.name)
+        self.study = _load_or_create(storage, config.name, directions=config.directions)
+        self.shadow = None
+        pruner = config.pruner.build(getattr(config.evaluator, "epochs", 1))
+        if pruner is not None:
+            self.shadow = _load_or_create(storage, f"{config.name}.accuracy",
+                                          direction="maximize", pruner=pruner)
+        self.shadow_trials: dict[int, Any] = {}  # trial number -> its shadow trial
+        self._beating: dict[int, list[int]] = {}  # trial number -> storage ids to heartbeat
+        self._beat_lock = threading.Lock()
+        self.heartbeat = Heartbeat(storage, config.workers.heartbeat_seconds, self._beat_ids)
+        self.last_reap = time.monotonic()
+        self.driver = f"{socket.gethostname()}:{os.getpid()}"
+        self.session_infeasible = 0
+        self.new_trials = 0
+        self._optuna = optuna
+
+    def register(self) -> int:
+        """This driver's index among the drivers that ran the study at once (0 on a journal,
+        where the run folder's lock makes it the only one)."""
+        if not self.lock.shared:
+            return 0
+        with self.lock.held():
+            index = int(self.study.user_attrs.get("drivers", 0))
+            self.study.set_user_attr("drivers", index + 1)
+        return index
+
+    def close(self) -> None:
+        self.heartbeat.stop()
+        self.lock.close()
+
+    def trials(self) -> list[Any]:
+        return self.study.get_trials(deepcopy=False)
+
+    def pareto(self) -> list[Any]:
+        """Pareto-optimal feasible evaluated trials."""
+        return [t for t in self.study.best_trials if TrialStatus.of(t) == TrialStatus.OK]
+
+    # -- heartbeats -------------------------------------------------------------------------------
+
+    def _beat_ids(self) -> list[int]:
+        with self._beat_lock:
+            return [i for ids in self._beating.values() for i in ids]
+
+    def _beat(self, number: int, trial_id: int) -> None:
+        with self._beat_lock:
+            self._beating.setdefault(number, []).append(trial_id)
+        self.heartbeat.beat(trial_id)
+
+    def _unbeat(self, number: int) -> None:
+        with self._beat_lock:
+            self._beating.pop(number, None)
+
+    # -- asking -----------------------------------------------------------------------------------
+
+    def ask(self) -> Any:
+        """A new trial, heart-beating and naming this driver (call under ``lock.held()``)."""
+        trial = self.study.ask()
+        self._beat(trial.number, trial._trial_id)  # Optuna has no public accessor for the id
+        trial.set_user_attr("driver", self.driver)
+        return trial
+
+    def ask_shadow(self, trial: Any) -> Any | None:
+        """The shadow trial the pruner follows ``trial`` in (None without a pruner)."""
+        if self.shadow is None:
+            return None
+        shadow_trial = self.shadow.ask()
+        self.shadow_trials[trial.number] = shadow_trial
+        self._beat(trial.number, shadow_trial._trial_id)
+        return shadow_trial
+
+    def reap_interrupted(self) -> int:
+        """Fail the trials a dead driver left RUNNING and queue their parameters again.
+
+        With heartbeats (PostgreSQL), only trials whose heartbeat stopped: other drivers may be
+        running the rest. Without (the journal), every running trial: this driver holds the run
+        folder, so no other driver is running any."""
+        running = (self._optuna.trial.TrialState.RUNNING,)
+        with self.lock.held():
+            if self.heartbeat.enabled:
+                stale = self.stale.reap(self.study)
+                shadow = self.stale.reap(self.shadow) if self.shadow is not None else []
+                # A driver asks, beats and names itself under the lock that is held here: a
+                # running trial that names no driver lost its driver before it ever beat (or
+                # was started by a version without heartbeats).
+                stale += [t for t in self.study.get_trials(deepcopy=False, states=running)
+                          if "driver" not in t.user_attrs]
+            else:
+                stale = self.study.get_trials(deepcopy=False, states=running)
+                shadow = (self.shadow.get_trials(deepcopy=False, states=running)
+                          if self.shadow is not None else [])
+            for t in stale:
+                self.requeue(t.number, t.params, t.user_attrs)
+            for t in shadow:
+                self.shadow.tell(t.number, state=self._optuna.trial.TrialState.FAIL,  # type: ignore
+                                 skip_if_finished=True)
+        self.last_reap = time.monotonic()
+        return len(stale)
+
+    def enqueue_fixed(self) -> int:
+        """Enqueue the fixed trials not enqueued by an earlier session or another driver;
+        returns how many."""
+        with self.lock.held():
+            done = {t.user_attrs.get("fixed_point") for t in self.trials()}
+            added = 0
+            for fixed in self.prepared.fixed:
+                if fixed.name not in done:
+                    self.study.enqueue_trial(fixed.params or {},
+                                             user_attrs={"fixed_point": fixed.name})
+                    added += 1
+        return added
+
+    # -- telling ----------------------------------------------------------------------------------
+
+    def requeue(self, number: int, params: dict[str, Any], attrs: dict[str, Any],
+                trial: Any = None, reason: str = "interrupted: stopped by the user") -> None:
+        """Fail an unfinished trial as interrupted and queue its parameters again."""
+        if trial is not None:
+            trial.set_user_attr("status", TrialStatus.INTERRUPTED.value)
+            trial.set_user_attr("fail_reason", reason)
+        self.study.tell(number, state=self._optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        self._unbeat(number)
+        self.end_shadow(number, self._optuna.trial.TrialState.FAIL)
+        keep = {k: v for k, v in attrs.items() if k == "fixed_point"}
+        self.study.enqueue_trial(params, user_attrs={**keep, "requeued_from": number})
+
+    def end_shadow(self, number: int, state: Any, value: float | None = None) -> None:
+        shadow_trial = self.shadow_trials.pop(number, None)
+        if shadow_trial is not None:
+            self.shadow.tell(shadow_trial, value, state=state)  # type: ignore[union-attr]
+
+    def tell_infeasible(self, trial: Any, verdict: Verdict, metrics: dict[str, Any],
+                        reason: str) -> None:
+        for key, value in verdict.constraints.items():
+            trial.set_constraint(key, value)
+        trial.set_user_attr("status", TrialStatus.INFEASIBLE.value)
+        trial.set_user_attr("fail_reason", reason)
+        self.study.tell(trial, objective_values(self.config, metrics))
+        self._unbeat(trial.number)
+        self.end_shadow(trial.number, self._optuna.trial.TrialState.FAIL)
+        self.session_infeasible += 1
+
+    def tell_failed(self, trial: Any, reason: str) -> None:
+        trial.set_user_attr("status", TrialStatus.FAILED.value)
+        trial.set_user_attr("fail_reason", reason)
+        self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+        self._unbeat(trial.number)
+        self.end_shadow(trial.number, self._optuna.trial.TrialState.FAIL)
+        self.new_trials += 1
+
+    def tell_pruned(self, trial: Any, attrs: dict[str, Any]) -> None:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr("status", TrialStatus.PRUNED.value)
+        self.study.tell(trial, state=self._optuna.trial.TrialState.PRUNED)
+        self._unbeat(trial.number)
+        self.end_shadow(trial.number, self._optuna.trial.TrialState.PRUNED)
+        self.new_trials += 1
+
+    def tell_ok(self, trial: Any, verdict: Verdict, attrs: dict[str, Any]) -> None:
+        for key, value in verdict.constraints.items():
+            trial.set_constraint(key, value)
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr("status", TrialStatus.OK.value)
+        metrics = {"accuracy": attrs["accuracy"], "latency_ms": attrs.get("latency_ms"),
+                   "params": verdict.params, "macs": verdict.macs}
+        self.study.tell(trial, objective_values(self.config, metrics))
+        self._unbeat(trial.number)
+        self.end_shadow(trial.number, self._optuna.trial.TrialState.COMPLETE, attrs["accuracy"])
+        self.new_trials += 1
+
+
+def _load_or_create(storage: Any, name: str, **options: Any) -> Any:
+    import optuna
+
+    pruner = options.get("pruner")
+    try:  # loading first: a journal records every create_study call, even a duplicate one
+        return optuna.load_study(study_name=name, storage=storage, pruner=pruner)
+    except KeyError:
+        return optuna.create_study(study_name=name, storage=storage, **options)
