@@ -380,7 +380,7 @@ def cmd_latency_agent(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nas.study.config import LatencyConfig, kinds
+    from nas.study.config import LATENCY_KINDS
 
     """The argument parser of the ``nas`` command."""
     parser = argparse.ArgumentParser(
@@ -491,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("latency", cmd_latency)
     p.add_argument("model", help=MODEL_HELP + "; `nas latency calibrate --help` refits")
-    p.add_argument("--backend", choices=kinds(LatencyConfig, standalone=True),
+    p.add_argument("--backend", choices=LATENCY_KINDS.kinds(standalone=True),
                    default="predictor")
     p.add_argument("--resolution", type=_positive_int, default=None,
                    help="input size (default: the spec's)")

@@ -469,6 +469,20 @@ FIGURES: dict[str, Figure] = _registry(
 )
 
 
+def register_figure(figure: Figure) -> Figure:
+    """Add ``figure`` at the end of the report (a figure of a plugin; the built-in ones are the
+    entries above). Its card, ``data/<id>.csv`` and ``--static`` image follow."""
+    if figure.id in FIGURES:
+        raise ValueError(f"figure id {figure.id!r} is registered already")
+    FIGURES[figure.id] = figure
+    return figure
+
+
+def unregister_figure(figure_id: str) -> None:
+    """Undo :func:`register_figure`."""
+    del FIGURES[figure_id]
+
+
 def shown_figures(data: ReportData) -> list[Figure]:
     """The registered figures this data draws, in the order of the page."""
     return [f for f in FIGURES.values() if f.shown(data)]

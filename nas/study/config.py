@@ -76,6 +76,11 @@ class _Model(BaseModel):
         return out
 
 
+# The base of every study section: unknown fields are errors, values are frozen. A new kind of
+# evaluator or latency oracle subclasses it (see Kinds).
+Section = _Model
+
+
 class Budget(_Model):
     """Hard limits checked before a candidate is trained.
 
@@ -275,8 +280,75 @@ class DummyConfig(_Model):
         return DummyEvaluator(**self.model_dump(exclude={"kind"}))
 
 
-EvaluatorConfig = Annotated[TrainConfig | ProxyTrainConfig | ZeroCostConfig | DummyConfig,
-                            Field(discriminator="kind")]
+def union_tag(member: Any) -> str:
+    """The tag pydantic puts in an error's path for one alternative of a tagged union."""
+    if typing.get_origin(member) is Annotated:
+        return next(m.tag for m in typing.get_args(member)[1:] if isinstance(m, Tag))
+    (kind,) = typing.get_args(member.model_fields["kind"].annotation)
+    return kind
+
+
+class Kinds:
+    """The kinds one study section can take: config classes, each with a one-value ``kind``
+    literal and a ``build()`` that makes the object the section describes.
+
+    This is the seam for a new evaluator or latency oracle: :meth:`register` its config class
+    and study files accept ``kind: <its kind>`` (the schema is rebuilt), errors name its
+    fields, ``nas check`` and ``nas run`` build it. Pydantic validates the section as a union
+    tagged by ``kind``.
+    """
+
+    def __init__(self, field: str, members: Sequence[type[_Model]]) -> None:
+        self.field = field
+        self.members: list[type[_Model]] = []
+        for member in members:
+            self._check(member)
+            self.members.append(member)
+
+    def _check(self, member: type[_Model]) -> None:
+        kind = member.model_fields.get("kind")
+        values = typing.get_args(kind.annotation) if kind is not None else ()
+        if len(values) != 1 or not callable(getattr(member, "build", None)):
+            raise TypeError(f"{member.__name__}: a {self.field} kind needs a one-value `kind` "
+                            "Literal field and a build() method")
+        if values[0] in self.kinds():
+            raise ValueError(f"{self.field} kind {values[0]!r} is registered already")
+
+    def union(self) -> Any:
+        """The section's type: the members, tagged by ``kind``."""
+        return Annotated[typing.Union[tuple(self.members)], Field(discriminator="kind")]  # noqa: UP007
+
+    def kinds(self, *, standalone: bool = False) -> tuple[str, ...]:
+        """The registered ``kind`` values in order; with ``standalone``, only those that work
+        outside a study's cluster (``nas latency --backend``)."""
+        return tuple(union_tag(m) for m in self.members
+                     if not standalone or getattr(m, "standalone", True))
+
+    def member(self, kind: str) -> type[_Model]:
+        """The config class of ``kind``."""
+        return self.members[self.kinds().index(kind)]
+
+    def register(self, member: type[_Model]) -> type[_Model]:
+        """Accept ``member`` as one more kind of this section (usable as a class decorator)."""
+        self._check(member)
+        self.members.append(member)
+        self._rebuild()
+        return member
+
+    def unregister(self, member: type[_Model]) -> None:
+        """Undo :meth:`register`."""
+        self.members.remove(member)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        field = StudyConfig.model_fields[self.field]
+        field.annotation = typing.get_args(self.union())[0]
+        field.discriminator = "kind"
+        StudyConfig.model_rebuild(force=True)
+
+
+EVALUATOR_KINDS = Kinds("evaluator", [TrainConfig, ProxyTrainConfig, ZeroCostConfig, DummyConfig])
+EvaluatorConfig = EVALUATOR_KINDS.union()
 
 
 class PrunerConfig(_Model):
@@ -430,8 +502,9 @@ class NoLatencyConfig(_Model):
         return None
 
 
-LatencyConfig = Annotated[LocalLatencyConfig | PredictorLatencyConfig | AgentLatencyConfig
-                          | RayDeviceLatencyConfig | NoLatencyConfig, Field(discriminator="kind")]
+LATENCY_KINDS = Kinds("latency", [LocalLatencyConfig, PredictorLatencyConfig, AgentLatencyConfig,
+                                  RayDeviceLatencyConfig, NoLatencyConfig])
+LatencyConfig = LATENCY_KINDS.union()
 
 
 class SamplerConfig(_Model):
@@ -639,40 +712,21 @@ class StudyConfig(_Model):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def union_members(union: Any) -> tuple[Any, ...]:
-    """The alternatives of a tagged union such as :data:`EvaluatorConfig`."""
-    return typing.get_args(typing.get_args(union)[0])
-
-
-def union_tag(member: Any) -> str:
-    """The tag pydantic puts in an error's path for one alternative of a tagged union."""
-    if typing.get_origin(member) is Annotated:
-        return next(m.tag for m in typing.get_args(member)[1:] if isinstance(m, Tag))
-    (kind,) = typing.get_args(member.model_fields["kind"].annotation)
-    return kind
-
-
-def kinds(union: Any, *, standalone: bool = False) -> tuple[str, ...]:
-    """The ``kind`` values of a config union, in its order; with ``standalone``, only those that
-    work outside a study's cluster (``nas latency --backend``)."""
-    return tuple(union_tag(m) for m in union_members(union)
-                 if not standalone or getattr(m, "standalone", True))
-
-
 def _format_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in _UNION_TAGS:
+        elif part in _union_tags():
             continue  # the tag of a discriminated union, not a field
         else:
             out += f".{part}" if out else str(part)
     return out
 
 
-_UNION_TAGS = frozenset(tag for union in (EvaluatorConfig, LatencyConfig, FixedTrialEntry)
-                        for tag in kinds(union))
+def _union_tags() -> set[str]:
+    entries = typing.get_args(typing.get_args(FixedTrialEntry)[0])
+    return {*EVALUATOR_KINDS.kinds(), *LATENCY_KINDS.kinds(), *map(union_tag, entries)}
 
 
 def _format_value(value: Any) -> str:
@@ -783,7 +837,7 @@ def latency_from_flags(kind: str, flags: dict[str, tuple[str, Any]]) -> Any:
     ``flags`` maps a field of the section to ``(flag, value)``; a value of None is not given.
     A flag the kind has no field for, and a bad value, are errors naming the flag.
     """
-    members = {union_tag(m): m for m in union_members(LatencyConfig)}
+    members = dict(zip(LATENCY_KINDS.kinds(), LATENCY_KINDS.members, strict=True))
     cls = members[kind]
     data: dict[str, Any] = {"kind": kind}
     for name, (flag, value) in flags.items():

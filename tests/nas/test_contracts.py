@@ -13,14 +13,7 @@ import pytest
 from mobilevit import get_fixed_point
 from nas.evaluators.base import EvalResult
 from nas.latency import LatencyCache, LatencyResult, cached_latency
-from nas.study.config import (
-    EvaluatorConfig,
-    LatencyConfig,
-    kinds,
-    parse_study,
-    union_members,
-    union_tag,
-)
+from nas.study.config import EVALUATOR_KINDS, LATENCY_KINDS, parse_study
 
 TINY = get_fixed_point("mobilevitv3_xxs_l2").spec
 OTHER = get_fixed_point("mobilevit_xxs").spec
@@ -57,23 +50,23 @@ def _section(field, data):
     return getattr(parse_study(study, "contract"), field)
 
 
-@pytest.mark.parametrize("union,examples", [(EvaluatorConfig, EVALUATORS),
-                                            (LatencyConfig, LATENCIES)])
-def test_every_kind_of_each_config_union_has_an_example_here(union, examples):
-    assert set(examples) == set(kinds(union))
-    field = "evaluator" if union is EvaluatorConfig else "latency"
-    for member in union_members(union):
-        assert type(_section(field, examples[union_tag(member)])) is member
+SECTIONS = [(EVALUATOR_KINDS, EVALUATORS), (LATENCY_KINDS, LATENCIES)]
 
 
-@pytest.mark.parametrize("field,union,examples", [("evaluator", EvaluatorConfig, EVALUATORS),
-                                                  ("latency", LatencyConfig, LATENCIES)])
-def test_an_error_inside_any_kind_names_the_field_path_without_the_kind_tag(field, union,
-                                                                            examples):
+@pytest.mark.parametrize("registry,examples", SECTIONS, ids=["evaluator", "latency"])
+def test_every_registered_kind_has_an_example_here(registry, examples):
+    assert set(examples) == set(registry.kinds())
+    for kind in registry.kinds():
+        assert type(_section(registry.field, examples[kind])) is registry.member(kind)
+
+
+@pytest.mark.parametrize("registry,examples", SECTIONS, ids=["evaluator", "latency"])
+def test_an_error_inside_any_kind_names_the_field_path_without_the_kind_tag(registry, examples):
     from nas.study.config import StudyError
 
-    for member in union_members(union):
-        study = {**BASE, field: {**examples[union_tag(member)], "no_such_field": 1}}
+    field = registry.field
+    for kind in registry.kinds():
+        study = {**BASE, field: {**examples[kind], "no_such_field": 1}}
         with pytest.raises(StudyError) as caught:
             parse_study(study, "s.yaml")
         assert str(caught.value) == f"s.yaml: {field}.no_such_field: unknown field"
@@ -81,11 +74,11 @@ def test_an_error_inside_any_kind_names_the_field_path_without_the_kind_tag(fiel
 
 def test_each_section_builds_its_own_object():
     # The section's class, not a factory elsewhere, knows what it builds.
-    for member in union_members(EvaluatorConfig) + union_members(LatencyConfig):
+    for member in EVALUATOR_KINDS.members + LATENCY_KINDS.members:
         assert "build" in vars(member), member.__name__
 
 
-@pytest.mark.parametrize("kind", kinds(EvaluatorConfig))
+@pytest.mark.parametrize("kind", EVALUATOR_KINDS.kinds())
 def test_evaluator_contract(kind, tmp_path):
     evaluator = _section("evaluator", EVALUATORS[kind]).build()
     assert isinstance(evaluator.name, str) and evaluator.num_classes >= 2
@@ -138,7 +131,7 @@ def ray_with_device():
 
 
 @pytest.mark.coreml
-@pytest.mark.parametrize("kind", kinds(LatencyConfig))
+@pytest.mark.parametrize("kind", LATENCY_KINDS.kinds())
 def test_latency_oracle_contract(kind, tmp_path, request, monkeypatch):
     data = dict(LATENCIES[kind])
     if kind == "agent":
