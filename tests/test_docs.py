@@ -17,7 +17,14 @@ def test_docstring_examples(name):
     assert result.attempted > 0 and result.failed == 0
 
 
-def test_readme_python_example_runs():
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-    (code,) = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README_EXAMPLES = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("code", README_EXAMPLES, ids=[f"example{i}" for i, _ in
+                                                       enumerate(README_EXAMPLES)])
+def test_readme_python_examples_run(code, tmp_path, monkeypatch):
+    # From a scratch folder that has the repository's studies: the example writes its run there.
+    (tmp_path / "studies").symlink_to(ROOT / "studies")
+    monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})

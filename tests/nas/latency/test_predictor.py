@@ -7,6 +7,7 @@ import json
 import pytest
 
 from mobilevit import get_fixed_point
+from mobilevit.attention import ATTENTIONS
 from mobilevit.complexity import complexity
 from mobilevit.spec import block
 from nas.cli import main
@@ -32,7 +33,7 @@ XXS = get_fixed_point("mobilevit_xxs").spec
 
 
 @pytest.mark.parametrize("family", ["v1", "v2", "v3_v1", "v3_v2"])
-@pytest.mark.parametrize("attention", ["mhsa", "separable"])
+@pytest.mark.parametrize("attention", list(ATTENTIONS))
 def test_each_block_kind_converts_and_its_features_add_up(family, attention):
     spec = _with_family(XXS, family, attention)
     features = spec_features(spec, 64)
@@ -44,7 +45,7 @@ def test_each_block_kind_converts_and_its_features_add_up(family, attention):
     macs = complexity(spec, 64).macs / 1e9
     assert 0.9 * macs <= work <= 1.001 * macs
     assert features["layout_ops"] > 0 and features["conv_ops"] > 0
-    if attention == "mhsa":
+    if ATTENTIONS[attention].uses_heads:  # attention over tokens: an N x N matrix per head
         assert features.op_types["softmax"] >= 1 and features["attention_mb"] > 0
         assert features["max_tokens"] > 0
 

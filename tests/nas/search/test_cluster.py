@@ -142,7 +142,7 @@ def test_study_survives_the_death_of_its_device_node(cluster, tmp_path):
     assert rc == 0, output[-3000:]
     elapsed = time.monotonic() - started
 
-    from nas.results.outcome import count_trials
+    from nas.results.outcome import TrialStatus, count_trials
     from nas.results.runs import open_run
 
     study_obj, config = open_run(run_dir)
@@ -155,7 +155,7 @@ def test_study_survives_the_death_of_its_device_node(cluster, tmp_path):
                       for t in trials)
     assert counts.evaluated == config.trials, table
     assert counts.running == 0 and counts.waiting == 0, table
-    ok = [t for t in trials if t.user_attrs.get("status") == "ok"]
+    ok = [t for t in trials if TrialStatus.of(t) is TrialStatus.OK]
     # every latency was measured by a device task (the local runner on an `iphone` node; the
     # head has none, so none could run there), after the death on the replacement node
     assert ok and all("local runner" in t.user_attrs["latency"]["backend"] for t in ok), table
@@ -171,17 +171,17 @@ def test_study_survives_the_death_of_its_device_node(cluster, tmp_path):
     # The trial whose measurement died with the node may itself run on the head: it then gets
     # RayTaskError(NodeDiedError) from its device task, which is a NodeDiedError as well.
     classes = config.budget.count_classes
-    failed = [t for t in trials if t.user_attrs.get("status") == "failed"]
+    failed = [t for t in trials if TrialStatus.of(t) is TrialStatus.FAILED]
     assert not failed, f"trials lost with the node were recorded as failed:\n{table}"
     interrupted = [t for t in trials if t.state.name == "FAIL"
-                   and t.user_attrs.get("status") == "interrupted"]
+                   and TrialStatus.of(t) is TrialStatus.INTERRUPTED]
     assert any(latency_spec_id(run_dir, t, classes) == measured_spec for t in interrupted), table
     by_origin = {t.user_attrs.get("requeued_from"): t for t in trials}
     for t in interrupted:
         again = by_origin.get(t.number)
         assert again is not None, f"interrupted trial {t.number} was not re-queued:\n{table}"
         assert again.params == t.params
-        assert again.user_attrs.get("status") == "ok", table
+        assert TrialStatus.of(again) is TrialStatus.OK, table
     assert any(latency_spec_id(run_dir, t, classes) == measured_spec for t in ok), (
         f"the network measured when the node died ({measured_spec}) was not evaluated later\n"
         f"{table}")

@@ -12,7 +12,7 @@ import optuna
 import pytest
 import yaml
 
-from nas.results.outcome import count_trials
+from nas.results.outcome import TrialStatus, count_trials
 from nas.search.lease import LOCK_FILE, RunLock
 from nas.study.config import StudyError
 from tests.nas.search.test_runner import SMOKE, _cli_run, _killed_at, _snapshot
@@ -96,7 +96,7 @@ def _pg_trials(postgres_url, name):
 
 def _fixed_once(trials):
     fixed = [t.user_attrs["fixed_point"] for t in trials
-             if t.user_attrs.get("fixed_point") and t.user_attrs.get("status") == "ok"]
+             if t.user_attrs.get("fixed_point") and TrialStatus.of(t) is TrialStatus.OK]
     return sorted(fixed) == ["mobilevit_xxs", "mobilevitv3_xxs"]
 
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import mobilevit
-from nas.results.outcome import count_trials
+from nas.results.outcome import TrialStatus, count_trials
 from nas.results.runs import open_run, status_text, trials_frame
 from nas.search.lease import LOCK_FILE
 from nas.search.runner import run_study
@@ -52,7 +52,7 @@ def test_smoke_study_runs_end_to_end_and_a_rerun_does_nothing(tmp_path):
     study, _ = open_run(tmp_path / "run")
     frame = trials_frame(study)
     ok = frame[frame.status == "ok"]
-    assert len(ok) == 6
+    assert len(ok) == prepared.config.trials
     assert ok.accuracy.notna().all() and (ok.latency_ms > 0).all()
     assert (ok.params <= 2_000_000).all()
     assert sorted(frame.fixed_point.dropna()) == ["mobilevit_xxs", "mobilevitv3_xxs"]
@@ -79,7 +79,7 @@ def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path):
     assert summary.finished and summary.counts.evaluated == 6 and summary.counts.ok == 3
     study, _ = open_run(tmp_path / "run")
     reasons = {t.user_attrs.get("fixed_point"): t.user_attrs.get("fail_reason")
-               for t in study.trials if t.user_attrs.get("status") == "failed"}
+               for t in study.trials if TrialStatus.of(t) is TrialStatus.FAILED}
     assert reasons["mobilevit_xxs"] == "RuntimeError: injected failure"
     assert reasons["mobilevitv3_xxs"] == "EvaluationError: accuracy is nan"
     assert reasons["mobilevitv3_xxs_l2"].startswith("WorkerCrashedError: the worker died")
@@ -91,8 +91,8 @@ def test_infeasible_candidates_never_reach_the_evaluator(tmp_path):
                       fixed_trials=["mobilevit_xxs"], trials=4)
     summary = run_study(prepared, stream=None)
     study, _ = open_run(tmp_path / "run")
-    infeasible = [t for t in study.trials if t.user_attrs.get("status") == "infeasible"]
-    ok = [t for t in study.trials if t.user_attrs.get("status") == "ok"]
+    infeasible = [t for t in study.trials if TrialStatus.of(t) is TrialStatus.INFEASIBLE]
+    ok = [t for t in study.trials if TrialStatus.of(t) is TrialStatus.OK]
     evaluated = record.read_text().split()
     assert summary.counts.infeasible == len(infeasible) >= 1  # v1-XXS (1.27 M) at least
     assert sorted(evaluated) == sorted(t.user_attrs["spec_id"] for t in ok)
@@ -162,7 +162,7 @@ def test_a_study_killed_after_a_result_resumes_without_losing_or_repeating(tmp_p
     run_dir, command = _cli_run(tmp_path, data)
     _killed_at("returned@4", command, tmp_path)  # three results recorded, the fourth in hand
     killed = _snapshot(run_dir)
-    before = {t.number: t.values for t in killed if t.user_attrs.get("status") == "ok"}
+    before = {t.number: t.values for t in killed if TrialStatus.of(t) is TrialStatus.OK}
     assert len(before) == 3
     in_hand = [t for t in killed if t.state.name == "RUNNING"]
     assert in_hand
@@ -176,14 +176,14 @@ def test_a_study_killed_after_a_result_resumes_without_losing_or_repeating(tmp_p
     after = {t.number: t.values for t in trials if t.state.name == "COMPLETE"}
     assert all(after[n] == v for n, v in before.items())  # nothing completed was lost
     fixed = [t.user_attrs["fixed_point"] for t in trials
-             if t.user_attrs.get("fixed_point") and t.user_attrs.get("status") == "ok"]
+             if t.user_attrs.get("fixed_point") and TrialStatus.of(t) is TrialStatus.OK]
     assert sorted(fixed) == ["mobilevit_xxs", "mobilevitv3_xxs"]  # enqueued and run once each
     requeued = [t.user_attrs["requeued_from"] for t in trials if "requeued_from" in t.user_attrs]
     interrupted = [t.number for t in trials if t.state.name == "FAIL"
                    and t.user_attrs.get("status", "interrupted") == "interrupted"]
     assert sorted(requeued) == sorted(interrupted) == sorted(t.number for t in in_hand)
     evaluated = (tmp_path / "evaluated.txt").read_text().split()
-    recorded = [t.user_attrs["spec_id"] for t in trials if t.user_attrs.get("status") == "ok"
+    recorded = [t.user_attrs["spec_id"] for t in trials if TrialStatus.of(t) is TrialStatus.OK
                 and "duplicate_of" not in t.user_attrs]
     # Each network was evaluated for its recorded trial, plus once for each trial killed with
     # its result in hand (that result was never recorded, so it is evaluated again).
@@ -223,7 +223,7 @@ def test_a_training_killed_at_any_phase_resumes_from_its_checkpoint(tmp_path, cp
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     trials = _snapshot(run_dir)
-    done = [t for t in trials if t.user_attrs.get("status") == "ok"]
+    done = [t for t in trials if TrialStatus.of(t) is TrialStatus.OK]
     assert len(done) == 1 and done[0].user_attrs["requeued_from"] is not None
     provenance = done[0].user_attrs["eval"]
     assert provenance["resumed_from_epoch"] == resumed and provenance["epochs_run"] == 6
@@ -266,7 +266,7 @@ def test_a_worker_that_outlives_its_killed_driver_cannot_spoil_the_resumed_train
     _killed_at("epoch:3/driver", command, tmp_path)
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    done = [t for t in _snapshot(run_dir) if t.user_attrs.get("status") == "ok"]
+    done = [t for t in _snapshot(run_dir) if TrialStatus.of(t) is TrialStatus.OK]
     assert len(done) == 1
     provenance = done[0].user_attrs["eval"]
     # epoch 2's checkpoint, or a later one the orphan wrote before it noticed its driver was

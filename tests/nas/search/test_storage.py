@@ -6,6 +6,7 @@ import sys
 
 import yaml
 
+from nas.results.outcome import TrialStatus
 from tests.conftest import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -24,8 +25,8 @@ def test_a_study_on_postgresql(tmp_path, postgres_url):
     subprocess.run(command, check=True, capture_output=True, timeout=300)
     assert not (tmp_path / "run" / "journal.log").exists()  # the record is in the database
     study = optuna.load_study(study_name="smoke", storage=postgres_url)
-    ok = [t for t in study.trials if t.user_attrs.get("status") == "ok"]
-    assert len(ok) == 6
+    ok = [t for t in study.trials if TrialStatus.of(t) is TrialStatus.OK]
+    assert len(ok) == data["trials"]
     again = subprocess.run(command[:-1], capture_output=True, text=True, timeout=300)
     assert "is finished" in again.stderr
 
