@@ -126,3 +126,17 @@ def postgres_url():
     subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
                    capture_output=True)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_with_iphone():
+    """A local Ray instance with one unit of the custom resource ``iphone`` (the resource a Mac
+    with a tethered iPhone offers a cluster)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, resources={"iphone": 1}, include_dashboard=False,
+             object_store_memory=256 * 2**20)
+    yield ray
+    ray.shutdown()

@@ -118,18 +118,6 @@ def agent_url():
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def ray_with_device():
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, resources={"iphone": 1}, include_dashboard=False,
-             object_store_memory=256 * 2**20)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.coreml
 @pytest.mark.parametrize("kind", LATENCY_KINDS.kinds())
 def test_latency_oracle_contract(kind, tmp_path, request, monkeypatch):
@@ -138,7 +126,7 @@ def test_latency_oracle_contract(kind, tmp_path, request, monkeypatch):
         data["url"] = request.getfixturevalue("agent_url")
         monkeypatch.setenv("NAS_TEST_AGENT_TOKEN", "contract")
     if kind == "ray_device":
-        request.getfixturevalue("ray_with_device")
+        request.getfixturevalue("ray_with_iphone")
     oracle = _section("latency", data).build()
     if kind == "none":
         assert oracle is None

@@ -191,19 +191,6 @@ def test_a_study_with_an_unreachable_agent_records_failures_and_finishes(tmp_pat
     assert all("unreachable after 2 attempts" in r for r in reasons), reasons
 
 
-@pytest.fixture(scope="module")
-def ray_with_iphone():
-    """A local Ray instance with one unit of the custom resource ``iphone``."""
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, resources={"iphone": 1}, include_dashboard=False,
-             object_store_memory=256 * 2**20)
-    yield ray
-    ray.shutdown()
-
-
 def test_a_cached_candidate_does_not_wait_for_the_device(ray_with_iphone, tmp_path):
     ray = ray_with_iphone
 
