@@ -25,11 +25,16 @@ def test_verdicts_are_relative_violations():
     assert not invalid_verdict().feasible and invalid_verdict().violated() == ["valid"]
 
 
-def test_latency_violation_and_cache():
+def test_latency_violation_and_cache(monkeypatch):
+    import nas.study.budget
+
+    counted = []
+    real = nas.study.budget.complexity
+    monkeypatch.setattr(nas.study.budget, "complexity",
+                        lambda spec, res: counted.append(spec.spec_id) or real(spec, res))
     gate = BudgetGate(Budget(max_latency_ms=10))
     assert gate.latency_violation(12) == 0.2 and gate.latency_violation(5) == -0.5
     spec = get_fixed_point("mobilevit_xxs").spec
-    gate.check(spec)
-    assert len(gate._counts) == 1
-    gate.check(spec)
-    assert len(gate._counts) == 1
+    first = gate.check(spec)
+    assert gate.check(spec) == first and gate.check(spec.replace(num_classes=10)) == first
+    assert len(counted) == 1  # counted once: the gate counts every head as a 1000-class one
