@@ -3,9 +3,17 @@
 >>> import mobilevit
 >>> spec = mobilevit.get_fixed_point("mobilevit_s").spec
 >>> model = mobilevit.create_model(spec.with_blocks(heads=1), num_classes=10)
+
+Specs, the zoo and the analytic counts (``mobilevit.complexity``) need no torch: ``import
+mobilevit`` loads torch only when a network is built (``MobileViT``, ``create_model``,
+``num_params``), so commands that only read specs answer at once.
 """
 
-from mobilevit.model import MobileViT, create_model, num_params
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from mobilevit.spec import (
                             ArchSpec,
                             BlockSpec,
@@ -28,6 +36,20 @@ from mobilevit.zoo import (
                             v1_spec,
                             v2_spec,
 )
+
+if TYPE_CHECKING:
+    from mobilevit.model import MobileViT, create_model, num_params
+
+_BUILDER = ("MobileViT", "create_model", "num_params")  # in mobilevit.model, which needs torch
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BUILDER:
+        return getattr(importlib.import_module("mobilevit.model"), name)
+    if name in ("model", "layers", "attention_modules"):
+        return importlib.import_module(f"mobilevit.{name}")
+    raise AttributeError(f"module 'mobilevit' has no attribute {name!r}")
+
 
 __all__ = [
     "ArchSpec", "BlockSpec", "StageSpec", "SpecError", "block", "with_fusion", "make_divisible",

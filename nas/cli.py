@@ -38,9 +38,10 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(zoo_frame(records).to_string(index=False, na_rep="-",
                                            formatters={"params": "{:,}".format}))
-    print(f"\nparams: exact count, 1000 classes. MACs: fvcore multiply-accumulates at "
-          f"{args.resolution}x{args.resolution} with the attention matmuls (the papers call these "
-          "FLOPs); docs/models.md relates them to each paper's count.")
+    print(f"\nparams: exact count, 1000 classes. MACs: multiply-accumulates at "
+          f"{args.resolution}x{args.resolution} with the attention matmuls, counted as fvcore "
+          "counts them (the papers call these FLOPs); docs/models.md relates them to each "
+          "paper's count.")
     return 0
 
 

@@ -6,15 +6,18 @@ import dataclasses
 from typing import Any
 
 from mobilevit import FIXED_POINTS
-from nas.profile import profile
+from mobilevit.complexity import complexity
 
 
 def zoo_records(resolution: int = 256) -> list[dict[str, Any]]:
     """One record per fixed point: name, paper, block family, spec id, our params and MACs at
-    ``resolution``, the published figures and the full spec."""
+    ``resolution``, the published figures and the full spec.
+
+    The counts are analytic (:mod:`mobilevit.complexity`, microseconds, no network built); the
+    tests check they equal fvcore's on the built networks (:func:`nas.profile.profile`)."""
     records = []
     for fp in FIXED_POINTS.values():
-        prof = profile(fp.spec, resolution)
+        prof = complexity(fp.spec, resolution)
         families = sorted({s.block.family for s in fp.spec.stages if s.block is not None})
         records.append({
             "name": fp.name,

@@ -5,6 +5,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HEAVY = ("optuna", "ray", "coremltools", "plotly", "fvcore", "pandas", "yaml")
 
@@ -43,3 +45,15 @@ def test_cli_help_is_fast_because_heavy_imports_are_lazy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("argv", [["zoo"], ["zoo", "--json"], ["spec", "mobilevit_s"], ["space"]])
+def test_commands_that_read_specs_build_no_network(argv):
+    # They answer from the specs and the analytic counts: torch, fvcore, Ray and Optuna would
+    # cost seconds of imports for nothing.
+    code = ("import sys; from nas.cli import main; main(sys.argv[1:]); "
+            "print([m for m in ('torch', 'fvcore', 'ray', 'optuna') if m in sys.modules], "
+            "file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    assert out.stderr.strip().splitlines()[-1] == "[]"

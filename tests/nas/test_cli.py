@@ -22,7 +22,7 @@ def run(capsys, *argv):
 
 @pytest.fixture(scope="module")
 def zoo_json():
-    # One zoo computation shared by the tests below (it profiles 19 networks).
+    # One zoo computation shared by the tests below.
     from nas.zoo import zoo_records
 
     return zoo_records(256)
