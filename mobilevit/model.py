@@ -8,7 +8,7 @@ from os import PathLike
 import torch
 from torch import Tensor, nn
 
-from mobilevit.block import MobileViTBlock
+from mobilevit.blocks import MobileViTBlock
 from mobilevit.layers import ConvNormAct, InvertedResidual
 from mobilevit.spec import ArchSpec
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mobilevit.attention_modules import MultiHeadSelfAttention, SeparableSelfAttention
-from mobilevit.block import MobileViTBlock
+from mobilevit.blocks import MobileViTBlock
 from mobilevit.layers import (
     ChannelLayerNorm,
     InvertedResidual,
