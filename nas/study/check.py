@@ -43,41 +43,6 @@ def mask_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def _evaluator_summary(config: StudyConfig) -> str:
-    ev = config.evaluator
-    if ev.kind == "dummy":
-        return f"dummy: {ev.seconds:g} s of CPU per trial, {ev.classes} classes"
-    if ev.kind == "zero_cost":
-        return (f"zero_cost: {ev.proxy} on a batch of {ev.batch_size} {ev.dataset.kind} images at "
-                f"{ev.resolution}x{ev.resolution}")
-    if ev.kind == "proxy_train":
-        return (f"proxy_train: {ev.epochs} epochs of {ev.train_images:,} procedural images at "
-                f"{ev.resolution}x{ev.resolution}, batch {ev.batch_size}, top-1 on "
-                f"{ev.val_images:,}")
-    data = ev.dataset
-    where = f" ({data.path})" if data.path else ""
-    scales = f", multi-scale ({ev.multiscale.rule})" if ev.multiscale else ""
-    return (f"train: {ev.epochs} epochs on {data.kind}{where} at {ev.resolution}x{ev.resolution}"
-            f"{scales}, batch {ev.batch_size}, lr {ev.recipe.lr:g}")
-
-
-def _latency_summary(config: StudyConfig) -> str:
-    lat = config.latency
-    if lat.kind == "none":
-        return "none"
-    size = f"at {lat.resolution}x{lat.resolution}"
-    if lat.kind == "local":
-        return (f"local: median of {lat.runs} runs after {lat.warmup} warm-up, {size}, "
-                f"{lat.threads} thread{'s' if lat.threads > 1 else ''} (this machine)")
-    if lat.kind == "predictor":
-        return (f"predictor: CoreML latency predicted {size} from "
-                f"{lat.calibration or 'the shipped iPhone 12 calibration'}")
-    if lat.kind == "agent":
-        return f"agent: {lat.url}, {lat.rounds} rounds x {lat.iterations} iterations {size}"
-    return (f"ray_device: the Ray node with resource {lat.resource!r} ({lat.runner} on "
-            f"{lat.device}), {lat.rounds} rounds x {lat.iterations} iterations {size}")
-
-
 def _space_facts(prepared: PreparedStudy) -> dict[str, Any]:
     params = prepared.space.params
     sizes = {name: len(p.values) for name, p in params.items()}
@@ -219,7 +184,7 @@ def _cost_facts(prepared: PreparedStudy, fixed: list[dict[str, Any]],
         out["images_per_trial"] = 0 if ev.proxy in ("params", "macs") else ev.batch_size
         lines.append(f"evaluation: {work} on one batch of {ev.batch_size} images at "
                      f"{ev.resolution}x{ev.resolution} per trial")
-    else:
+    elif ev.kind in ("train", "proxy_train"):
         cfg, n_train, n_val = _training_images(config)  # type: ignore[misc]
         per_trial = cfg.epochs * (n_train + n_val)
         out.update(epochs=cfg.epochs, train_images=n_train, val_images=n_val,
@@ -241,6 +206,8 @@ def _cost_facts(prepared: PreparedStudy, fixed: list[dict[str, Any]],
             lines.append(f"fixed trials: about {total / 1e12:,.3g} T MACs of training for the "
                          f"{len(trained)} within budget (forward MACs at {cfg.resolution}x"
                          f"{cfg.resolution} x (3 x training + validation images); an estimate)")
+    else:  # a kind registered by a plugin: what it does is its own
+        lines.append(f"evaluation: {ev.summary()} (its cost is not estimated)")
     if counts["searched"]:
         lines.append(f"searched trials: {counts['searched']}, each within the budget; "
                      "over-budget candidates are recorded as infeasible without evaluation")
@@ -254,6 +221,9 @@ def _cost_facts(prepared: PreparedStudy, fixed: list[dict[str, Any]],
         out["latency_runs_per_network"] = lat.rounds * lat.iterations
         lines.append(f"latency: {lat.rounds} x {lat.iterations} timed runs on the device per new "
                      "network, plus its CoreML conversion (cached by spec id)")
+    elif lat.kind != "none":
+        lines.append(f"latency: {lat.summary()} per new network (cached by spec id; its cost is "
+                     "not estimated)")
     if config.timeout_minutes is not None:
         lines.append(f"time limit: no trial starts after {config.timeout_minutes:g} minutes "
                      "(running ones finish)")
@@ -279,9 +249,9 @@ def check_study(path: str | Path, settings: Sequence[str] = ()) -> dict[str, Any
             "objectives": [{"metric": o.metric, "direction": o.resolved_direction}
                            for o in config.objectives],
             "evaluator": config.evaluator.model_dump(mode="json"),
-            "evaluator_summary": _evaluator_summary(config),
+            "evaluator_summary": config.evaluator.summary(),
             "latency": config.latency.model_dump(mode="json"),
-            "latency_summary": _latency_summary(config),
+            "latency_summary": config.latency.summary(),
             "sampler": config.sampler.model_dump(mode="json"),
             "pruner": config.pruner.model_dump(mode="json"),
             "trials": config.trials, "timeout_minutes": config.timeout_minutes,

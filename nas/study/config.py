@@ -56,6 +56,13 @@ def _number_kinds(annotation: Any) -> set[type]:
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    def summary(self) -> str:
+        """One line for ``nas check``: the kind and its settings (a kind may say it better)."""
+        fields = self.model_dump(exclude={"kind"})
+        settings = ", ".join(f"{k} {v}" for k, v in fields.items() if v not in (None, {}, []))
+        kind = getattr(self, "kind", type(self).__name__)
+        return f"{kind}: {settings}" if settings else str(kind)
+
     @model_validator(mode="before")
     @classmethod
     def _numbers(cls, data: Any) -> Any:
@@ -195,6 +202,13 @@ class TrainConfig(_Model):
 
         return TrainEvaluator(self)
 
+    def summary(self) -> str:
+        data = self.dataset
+        where = f" ({data.path})" if data.path else ""
+        scales = f", multi-scale ({self.multiscale.rule})" if self.multiscale else ""
+        return (f"train: {self.epochs} epochs on {data.kind}{where} at {self.resolution}x"
+                f"{self.resolution}{scales}, batch {self.batch_size}, lr {self.recipe.lr:g}")
+
     @field_validator("crop_scale")
     @classmethod
     def _crop_scale(cls, value: tuple[float, float]) -> tuple[float, float]:
@@ -231,6 +245,11 @@ class ProxyTrainConfig(_Model):
 
         return TrainEvaluator(self.as_train(), name="proxy_train")
 
+    def summary(self) -> str:
+        return (f"proxy_train: {self.epochs} epochs of {self.train_images:,} procedural images at "
+                f"{self.resolution}x{self.resolution}, batch {self.batch_size}, top-1 on "
+                f"{self.val_images:,}")
+
     def as_train(self) -> TrainConfig:
         """The equivalent ``train`` evaluator."""
         steps = -(-self.train_images // self.batch_size) * self.epochs
@@ -263,6 +282,10 @@ class ZeroCostConfig(_Model):
 
         return ZeroCostEvaluator(self)
 
+    def summary(self) -> str:
+        return (f"zero_cost: {self.proxy} on a batch of {self.batch_size} {self.dataset.kind} "
+                f"images at {self.resolution}x{self.resolution}")
+
 
 class DummyConfig(_Model):
     """A fixed-cost stand-in for benchmarks and tests (nas.evaluators.dummy)."""
@@ -278,6 +301,9 @@ class DummyConfig(_Model):
         from nas.evaluators.dummy import DummyEvaluator
 
         return DummyEvaluator(**self.model_dump(exclude={"kind"}))
+
+    def summary(self) -> str:
+        return f"dummy: {self.seconds:g} s of CPU per trial, {self.classes} classes"
 
 
 def union_tag(member: Any) -> str:
@@ -391,6 +417,11 @@ class LocalLatencyConfig(_Model):
 
         return LocalLatencyOracle(**self.model_dump(exclude={"kind", "cache"}), device=device)
 
+    def summary(self) -> str:
+        return (f"local: median of {self.runs} runs after {self.warmup} warm-up, at "
+                f"{self.resolution}x{self.resolution}, {self.threads} "
+                f"thread{'s' if self.threads > 1 else ''} (this machine)")
+
 
 class PredictorLatencyConfig(_Model):
     """CoreML latency predicted from the converted program (nas.latency.predictor): the offline
@@ -406,6 +437,10 @@ class PredictorLatencyConfig(_Model):
         from nas.latency.predictor import PredictorOracle
 
         return PredictorOracle(resolution=self.resolution, calibration=self.calibration)
+
+    def summary(self) -> str:
+        return (f"predictor: CoreML latency predicted at {self.resolution}x{self.resolution} from "
+                f"{self.calibration or 'the shipped iPhone 12 calibration'}")
 
     @field_validator("calibration")
     @classmethod
@@ -462,6 +497,10 @@ class AgentLatencyConfig(_Model, _DeviceMeasurement):
                            token=token or os.environ.get(self.token_env), protocol=self.protocol,
                            attempts=self.attempts, backoff_s=self.backoff_s)
 
+    def summary(self) -> str:
+        return (f"agent: {self.url}, {self.rounds} rounds x {self.iterations} iterations at "
+                f"{self.resolution}x{self.resolution}")
+
 
 
 class RayDeviceLatencyConfig(_Model, _DeviceMeasurement):
@@ -490,6 +529,11 @@ class RayDeviceLatencyConfig(_Model, _DeviceMeasurement):
         return RayDeviceOracle(runner, resolution=self.resolution, resource=self.resource,
                                protocol=self.protocol)
 
+    def summary(self) -> str:
+        return (f"ray_device: the Ray node with resource {self.resource!r} ({self.runner} on "
+                f"{self.device}), {self.rounds} rounds x {self.iterations} iterations at "
+                f"{self.resolution}x{self.resolution}")
+
 
 class NoLatencyConfig(_Model):
     """No latency oracle (for single-objective studies on accuracy, params or MACs)."""
@@ -500,6 +544,9 @@ class NoLatencyConfig(_Model):
     def build(self, device: str = "cpu") -> None:
         """No oracle."""
         return None
+
+    def summary(self) -> str:
+        return "none"
 
 
 LATENCY_KINDS = Kinds("latency", [LocalLatencyConfig, PredictorLatencyConfig, AgentLatencyConfig,

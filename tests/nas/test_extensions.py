@@ -21,6 +21,7 @@ from mobilevit.complexity import complexity
 from nas.evaluators.base import EvalResult
 from nas.latency.base import LatencyResult, context_key
 from nas.report import figures
+from nas.study.check import check_study, check_text
 from nas.study.config import (
     EVALUATOR_KINDS,
     LATENCY_KINDS,
@@ -95,11 +96,21 @@ def registered(registry, member):
         registry.unregister(member)
 
 
-def _run_smoke(tmp_path, **sections):
+def _study_file(tmp_path, **sections):
     data = yaml.safe_load((ROOT / "studies" / "smoke.yaml").read_text())
     data.update(sections, trials=4)
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _checked(tmp_path, **sections):
+    """What `nas check` prints for the smoke study with ``sections``."""
+    return check_text(check_study(_study_file(tmp_path, **sections)))
+
+
+def _run_smoke(tmp_path, **sections):
+    path = _study_file(tmp_path, **sections)
     study = dataclasses.replace(nas.load_study(path), run_dir=tmp_path / "run")
     nas.run_study(study, stream=None)
     return study.run_dir, nas.load_trials(study.run_dir)
@@ -109,6 +120,9 @@ def test_a_registered_evaluator_is_a_study_kind_end_to_end(tmp_path):
     with registered(EVALUATOR_KINDS, SizeScoreConfig):
         with pytest.raises(StudyError, match=r"evaluator\.penalty=-1\.0: input should be greater"):
             _run_smoke(tmp_path, evaluator={"kind": "size_score", "penalty": -1.0})
+        checked = _checked(tmp_path, evaluator={"kind": "size_score", "penalty": 2.0})
+        assert "evaluator     size_score: penalty 2.0" in checked
+        assert "evaluation: size_score: penalty 2.0 (its cost is not estimated)" in checked
         run_dir, trials = _run_smoke(tmp_path, evaluator={"kind": "size_score", "penalty": 2.0})
     ok = trials[trials.status == "ok"]
     assert len(ok) >= 2
@@ -124,6 +138,8 @@ def test_a_registered_latency_oracle_is_a_study_kind_end_to_end(tmp_path):
     with registered(LATENCY_KINDS, MacsClockConfig):
         with pytest.raises(StudyError, match=r"latency\.ms_per_gmac: missing"):
             _run_smoke(tmp_path, latency={"kind": "macs_clock"})
+        checked = _checked(tmp_path, latency={"kind": "macs_clock", "ms_per_gmac": 5.0})
+        assert "latency       macs_clock: ms_per_gmac 5.0, resolution 64" in checked
         run_dir, trials = _run_smoke(tmp_path,
                                      latency={"kind": "macs_clock", "ms_per_gmac": 5.0})
         classes = nas.load_study(run_dir).config.budget.count_classes  # the network it times
