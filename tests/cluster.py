@@ -175,12 +175,15 @@ class RayCluster:
                            resources or {})
 
     def kill(self, node: Node, sig: int = signal.SIGKILL) -> list[int]:
-        """Kill every process of ``node`` at once (a machine that dies); returns their pids."""
+        """Kill every process of ``node`` at once (a machine that dies); returns their pids.
+
+        Signals go out again until none of the node's processes is alive: a process forked
+        while the first signals went out, or a killed one the kernel has not yet turned into a
+        zombie (which takes a while on a busy machine), is still in the list. The deadline only
+        bounds a node that will not die."""
         killed = []
-        for _ in range(5):  # again, for anything forked while the first signals went out
-            pids = node.pids()
-            if not pids:
-                break
+        deadline = time.monotonic() + 60
+        while (pids := node.pids()) and time.monotonic() < deadline:
             for pid in pids:
                 try:
                     os.kill(pid, sig)
