@@ -884,14 +884,13 @@ def latency_from_flags(kind: str, flags: dict[str, tuple[str, Any]]) -> Any:
     ``flags`` maps a field of the section to ``(flag, value)``; a value of None is not given.
     A flag the kind has no field for, and a bad value, are errors naming the flag.
     """
-    members = dict(zip(LATENCY_KINDS.kinds(), LATENCY_KINDS.members, strict=True))
-    cls = members[kind]
+    cls = LATENCY_KINDS.member(kind)
     data: dict[str, Any] = {"kind": kind}
     for name, (flag, value) in flags.items():
         if value is None:
             continue
         if name not in cls.model_fields:
-            users = [k for k, m in members.items() if name in m.model_fields]
+            users = [k for k in LATENCY_KINDS.kinds() if name in LATENCY_KINDS.member(k).model_fields]
             raise StudyError(f"{flag}: only with --backend {' or '.join(users)}")
         data[name] = value
     try:
