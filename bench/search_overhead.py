@@ -9,9 +9,15 @@
    trial.
 2. Budget gate: time to check a new spec (analytic params and MACs) and a cached one.
 3. Throughput with a fixed-cost evaluator (a CPU-bound busy loop of --seconds) at 1 and 2 workers.
+4. Scale (--scale 100,1000,10000): one zero-cost study grown to each size in turn (each size a
+   resumed session of the same study), on the journal file and, with --postgres URL, on a
+   PostgreSQL database. For the last tenth of the trials before each size: the driver's time per
+   evaluated trial (between two recorded results; infeasible candidates asked on the way
+   included) with the sampler's own time (its Optuna hooks) split out.
 
 Targets (issue 3): overhead <= 100 ms per trial, gate <= 50 ms new and <= 1 ms cached, 2 workers
->= 1.8x the throughput of 1.
+>= 1.8x the throughput of 1; (issue 14) at most 25 ms per trial at 10,000 trials without the
+sampler, and the sampler's cost per trial stated at each size.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import optuna
 from _results import write_results
 
 from nas.results.runs import open_run
+from nas.search import runner
 from nas.search.runner import run_study
 from nas.study.budget import BudgetGate
 from nas.study.config import Budget, parse_study
@@ -78,14 +85,96 @@ def gate_timing(n: int = 300) -> dict:
             "cached_max_ms": 1e3 * max(cached)}
 
 
+SAMPLER_HOOKS = ("infer_relative_search_space", "sample_relative", "sample_independent",
+                 "before_trial", "after_trial")
+
+
+class _Clock:
+    """Wraps each driver's sampler hooks and settle step to time them (this process only)."""
+
+    def __init__(self) -> None:
+        self.sampler_s = 0.0
+        self.results: list[tuple[float, float]] = []  # (time of a recorded result, sampler_s)
+
+    def install(self) -> None:
+        clock, init, settle = self, runner._Driver.__init__, runner._Driver.settle
+
+        def timed(fn):  # type: ignore[no-untyped-def]
+            def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+                start = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    clock.sampler_s += time.perf_counter() - start
+            return wrapper
+
+        def patched_init(driver, *args, **kwargs):  # type: ignore[no-untyped-def]
+            init(driver, *args, **kwargs)
+            for hook in SAMPLER_HOOKS:
+                setattr(driver.sampler, hook, timed(getattr(driver.sampler, hook)))
+
+        def patched_settle(driver, *args, **kwargs):  # type: ignore[no-untyped-def]
+            settle(driver, *args, **kwargs)
+            clock.results.append((time.perf_counter(), clock.sampler_s))
+
+        runner._Driver.__init__ = patched_init  # type: ignore[method-assign]
+        runner._Driver.settle = patched_settle  # type: ignore[method-assign]
+
+
+def scale_timing(root: Path, sizes: list[int], storage: str | None) -> list[dict]:
+    """Grow one zero-cost study to each of ``sizes`` and time the last tenth before each."""
+    clock = _Clock()
+    clock.install()
+    data = {"name": "scale", "seed": 0, "budget": {"max_params": 6_000_000},
+            "objectives": [{"metric": "accuracy"}, {"metric": "params"}],
+            "evaluator": {"kind": "dummy", "seconds": 0.0}, "latency": {"kind": "none"},
+            "workers": {"concurrent": 1}, "sampler": {"kind": "nsga2", "population_size": 16},
+            "infeasible_limit": 10**9}
+    if storage:
+        data["storage"] = storage
+    rows = []
+    for size in sizes:
+        prepared = prepare(parse_study({**data, "trials": size}, "bench"), "bench",
+                           run_dir=root / "scale")
+        clock.results.clear()
+        summary = run_study(prepared, stream=None)
+        window = clock.results[-max(2, size // 10):]
+        steps = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(window, window[1:], strict=False)]
+        total = statistics.median(t for t, _ in steps)
+        sampler = statistics.median(s for _, s in steps)
+        framework = statistics.median(t - s for t, s in steps)
+        rows.append({"storage": "postgresql" if storage else "journal", "trials": size,
+                     "infeasible": summary.counts.infeasible,
+                     "per_trial_ms": round(1e3 * total, 2),
+                     "sampler_ms": round(1e3 * sampler, 2),
+                     "framework_ms": round(1e3 * framework, 2)})
+        print(f"  {rows[-1]['storage']:<10} {size:>6} trials: {rows[-1]['per_trial_ms']:.1f} ms "
+              f"per trial, sampler {rows[-1]['sampler_ms']:.1f} ms, framework "
+              f"{rows[-1]['framework_ms']:.1f} ms ({summary.counts.infeasible} infeasible)",
+              flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench/results/search_overhead.json")
     parser.add_argument("--seconds", type=float, default=2.0, help="fixed evaluation cost")
     parser.add_argument("--trials", type=int, default=40, help="trials of the overhead study")
     parser.add_argument("--throughput-trials", type=int, default=16)
+    parser.add_argument("--scale", default="100,1000,10000",
+                        help="study sizes for the scale section (comma-separated; empty: skip)")
+    parser.add_argument("--postgres", default=None,
+                        help="a PostgreSQL URL for the scale section (a database to fill)")
+    parser.add_argument("--only-scale", action="store_true")
     args = parser.parse_args()
     results: dict[str, object] = {}
+    sizes = [int(x) for x in args.scale.split(",") if x]
+    if args.only_scale:
+        with tempfile.TemporaryDirectory() as tmp:
+            results["scale"] = _scale(Path(tmp), sizes, args.postgres)
+        _print_scale(results["scale"])
+        write_results(args.out, results)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         # Warm Ray up so its start-up is not charged to the first study.
@@ -98,6 +187,7 @@ def main() -> None:
         results["throughput"] = {"seconds_per_evaluation": args.seconds, "one_worker": one,
                                  "two_workers": two,
                                  "speedup": two["trials_per_hour"] / one["trials_per_hour"]}
+        results["scale"] = _scale(root, sizes, args.postgres)
     o, g, t = results["overhead"], results["gate"], results["throughput"]
     wall_per_trial = 1e3 * o["wall_s"] / o["trials"]
     print(f"{'measure':<52}{'value':>12}  target")
@@ -112,7 +202,26 @@ def main() -> None:
           f"{t['one_worker']['trials_per_hour']:>12.0f}")
     print(f"{'  2 workers':<52}{t['two_workers']['trials_per_hour']:>12.0f}")
     print(f"{'  speed-up of 2 workers over 1':<52}{t['speedup']:>12.2f}  >= 1.8")
+    _print_scale(results["scale"])
     write_results(args.out, results)
+
+
+def _scale(root: Path, sizes: list[int], postgres: str | None) -> list[dict]:
+    rows = scale_timing(root / "journal", sizes, None) if sizes else []
+    if sizes and postgres:
+        rows += scale_timing(root / "postgres", sizes, postgres)
+    return rows
+
+
+def _print_scale(rows: list[dict]) -> None:
+    if not rows:
+        return
+    print(f"\n{'storage':<12}{'trials':>8}{'per trial (ms)':>16}{'sampler (ms)':>14}"
+          f"{'framework (ms)':>16}  target")
+    for r in rows:
+        target = "<= 25" if r["trials"] >= 10_000 else ""
+        print(f"{r['storage']:<12}{r['trials']:>8}{r['per_trial_ms']:>16.1f}"
+              f"{r['sampler_ms']:>14.1f}{r['framework_ms']:>16.1f}  {target}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from mobilevit.blocks import MobileViTBlock
 from mobilevit.layers import ConvNormAct, InvertedResidual
-from mobilevit.spec import ArchSpec
+from mobilevit.spec import ArchSpec, Unit
 
 
 class MobileViT(nn.Module):
@@ -24,19 +24,15 @@ class MobileViT(nn.Module):
     def __init__(self, spec: ArchSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.stem = ConvNormAct(3, spec.stem_channels, 3, stride=2)
-        stages, channels = [], spec.stem_channels
+        units = spec.units()
+        self.stem = build_unit(units[0])
+        stages, channels, at = [], spec.stem_channels, 1
         self.feature_info: list[dict[str, int | str]] = []
         for i, (stage, reduction) in enumerate(zip(spec.stages, spec.reductions, strict=True)):
-            layers: list[nn.Module] = []
-            for j in range(stage.num_mv2):
-                layers.append(InvertedResidual(channels, stage.out_channels,
-                                               stride=stage.stride if j == 0 else 1,
-                                               expansion=stage.mv2_expansion))
-                channels = stage.out_channels
-            if stage.block is not None:
-                layers.append(MobileViTBlock(channels, stage.block))
-            stages.append(nn.Sequential(*layers))
+            count = stage.num_mv2 + (stage.block is not None)
+            stages.append(nn.Sequential(*[build_unit(u) for u in units[at:at + count]]))
+            at += count
+            channels = stage.out_channels
             self.feature_info.append(dict(num_chs=channels, reduction=reduction,
                                           module=f"stages.{i}"))
         self.stages = nn.Sequential(*stages)
@@ -68,6 +64,23 @@ class MobileViT(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def build_unit(unit: Unit) -> nn.Module:
+    """The module of one :class:`~mobilevit.spec.Unit` of a network, as :class:`MobileViT` builds
+    it. The head unit is the expansion conv (if any), the pool and the classifier in sequence."""
+    if unit.kind == "stem":
+        return ConvNormAct(3, unit.out_channels, 3, stride=unit.stride)
+    if unit.kind == "mv2":
+        return InvertedResidual(unit.in_channels, unit.out_channels, stride=unit.stride,
+                                expansion=unit.expansion)
+    if unit.kind == "block":
+        assert unit.block is not None
+        return MobileViTBlock(unit.in_channels, unit.block)
+    width = unit.out_channels or unit.in_channels
+    head_conv = ConvNormAct(unit.in_channels, width, 1) if unit.out_channels else nn.Identity()
+    return nn.Sequential(head_conv, nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
+                         nn.Linear(width, unit.num_classes))
 
 
 @torch.no_grad()

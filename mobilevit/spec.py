@@ -285,6 +285,42 @@ class StageSpec:
                 raise SpecError(f"{path}.num_mv2=0: a stage needs MV2 blocks or a MobileViT block")
 
 
+UNIT_KINDS = ("stem", "mv2", "block", "head")
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One piece of a network as the builder makes it, with the map it receives.
+
+    A network is a chain of units (:meth:`ArchSpec.units`): the stem, each MV2 block, each
+    MobileViT block, and the head (optional 1x1 expansion conv, pool, classifier). Two units with
+    equal fields are the same computation, which is what per-block caches key on.
+
+    Attributes:
+        kind: one of :data:`UNIT_KINDS`.
+        in_channels: channels of the input map (3 for the stem's image).
+        out_channels: output channels; for the head, the 1x1 expansion width or 0 for none.
+        size: (H, W) of the input map.
+        stride: the MV2 block's or the stem's stride.
+        expansion: the MV2 expansion ratio.
+        block: the MobileViT block's settings.
+        num_classes: the head's classifier outputs.
+    """
+
+    kind: str
+    in_channels: int
+    out_channels: int
+    size: tuple[int, int]
+    stride: int = 1
+    expansion: float = 1.0
+    block: BlockSpec | None = None
+    num_classes: int = 0
+
+    def to_json(self) -> str:
+        """Canonical JSON of every field (sorted keys), the identity of the computation."""
+        return json.dumps(_to_plain(self), sort_keys=True, separators=(",", ":"))
+
+
 @dataclass(frozen=True, slots=True)
 class ArchSpec:
     """A whole MobileViT-family network.
@@ -362,6 +398,29 @@ class ArchSpec:
                 h, w = -(-h // ph) * ph, -(-w // pw) * pw
             sizes.append((seen, (h, w)))
         return sizes
+
+    def units(self, resolution: int | None = None) -> tuple[Unit, ...]:
+        """The network as a chain of :class:`Unit` for a square input (default: the spec's
+        resolution), each with the map size it receives."""
+        h = w = resolution or self.resolution
+        units = [Unit("stem", 3, self.stem_channels, (h, w), stride=2)]
+        h, w = -(-h // 2), -(-w // 2)
+        channels = self.stem_channels
+        for stage in self.stages:
+            for j in range(stage.num_mv2):
+                stride = stage.stride if j == 0 else 1
+                units.append(Unit("mv2", channels, stage.out_channels, (h, w), stride=stride,
+                                  expansion=stage.mv2_expansion))
+                h, w = -(-h // stride), -(-w // stride)
+                channels = stage.out_channels
+            if stage.block is not None:
+                units.append(Unit("block", channels, channels, (h, w), block=stage.block))
+                if stage.block.resize == "input":
+                    ph, pw = stage.block.patch_size
+                    h, w = -(-h // ph) * ph, -(-w // pw) * pw
+        units.append(Unit("head", channels, self.head_channels or 0, (h, w),
+                          num_classes=self.num_classes))
+        return tuple(units)
 
     def block_input_sizes(self, resolution: int) -> list[tuple[int, int]]:
         """Spatial (H, W) of the map each stage's block (or last MV2) receives."""

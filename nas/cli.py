@@ -316,7 +316,9 @@ def cmd_latency(args: argparse.Namespace) -> int:
         "resolution": ("--resolution", args.resolution or spec.resolution),
         "calibration": ("--calibration", args.calibration),
         "url": ("--agent", args.agent),
-        "threads": ("--threads", args.threads)})
+        "threads": ("--threads", args.threads),
+        "features": ("--features", args.features),
+        "cache": ("--cache", args.cache)})
     if args.token is not None and args.backend != "agent":
         from nas.errors import NasError
 
@@ -498,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input size (default: the spec's)")
     p.add_argument("--calibration", default=None,
                    help="predictor calibration file (default: the shipped iPhone 12 one)")
+    p.add_argument("--features", choices=("units", "network"), default=None,
+                   help="--backend predictor: sum cached per-block features (units, the "
+                        "default) or convert the whole network (network)")
     p.add_argument("--agent", default=None, help="latency agent URL (--backend agent)")
     p.add_argument("--token", default=None,
                    help="latency agent token (default: $NAS_AGENT_TOKEN)")

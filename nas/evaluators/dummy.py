@@ -30,12 +30,15 @@ class DummyEvaluator:
         classes: classifier width of evaluated specs.
         faults: spec ids -> "raise" | "nan" | "exit", failures to inject.
         record: a file to which every evaluated spec id is appended (for tests and debugging).
+        hold: a file each evaluation waits for before it starts (a test creates it once every
+            driver it starts has a trial running, so no driver can finish the study alone).
     """
 
     seconds: float
     classes: int
     faults: dict[str, str] = field(default_factory=dict)
     record: str | None = None
+    hold: str | None = None
     name: str = "dummy"
 
     @property
@@ -44,6 +47,9 @@ class DummyEvaluator:
 
     def evaluate(self, spec: ArchSpec, *, seed: int, workdir: Path, threads: int,
                  device: str, on_epoch: Callable[[int, float], bool] | None = None) -> EvalResult:
+        if self.hold:
+            while not os.path.exists(self.hold):
+                time.sleep(0.05)  # a file another process creates: nothing else to wait on
         start = time.perf_counter()
         if self.record:
             with open(self.record, "a") as f:

@@ -18,6 +18,7 @@ Everything here runs on Linux: it needs coremltools' converter, not the CoreML r
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -75,58 +76,63 @@ def _is_const(var: Any) -> bool:
 
 def program_features(program: Any) -> ProgramFeatures:
     """The features of a MIL program (``coremltools.converters.mil.Program``)."""
+    return ops_features([op for function in program.functions.values()
+                         for op in function.operations])
+
+
+def ops_features(ops: Iterable[Any]) -> ProgramFeatures:
+    """The features of some operations of a MIL program (all of them: :func:`program_features`)."""
     v = dict.fromkeys(FEATURES, 0.0)
     op_types: dict[str, int] = {}
-    for function in program.functions.values():
-        for op in function.operations:
-            kind = op.op_type
-            if kind in IGNORED_OPS:
-                continue
-            op_types[kind] = op_types.get(kind, 0) + 1
-            v["ops"] += 1
-            inputs = [x for x in op.inputs.values() if not isinstance(x, (list, tuple))]
-            tensors = [x for x in inputs if not _is_const(x)]
-            weights = [x for x in inputs if _is_const(x) and x.shape and len(x.shape) >= 2]
-            traffic = (sum(_bytes(x) for x in tensors) + sum(_bytes(y) for y in op.outputs)) / 1e6
-            v["weight_mb"] += sum(_bytes(w) for w in weights) / 1e6
-            for y in op.outputs:
-                if y.shape is not None:
-                    v["max_rank"] = max(v["max_rank"], len(y.shape))
-            if kind == "conv":
-                weight = op.inputs["weight"]
-                cout, cin_per_group, *kernel = weight.shape
-                macs = _numel(op.outputs[0]) * cin_per_group * math.prod(kernel) / 1e9
-                depthwise = cin_per_group == 1 and int(op.inputs["groups"].val) > 1
-                v["dwconv_gmacs" if depthwise else "conv_gmacs"] += macs
-                v["dwconv_mb" if depthwise else "conv_mb"] += traffic
-                v["conv_ops"] += 1
-            elif kind in ("linear", "matmul"):
-                x = op.inputs["x"]
-                k = int(x.shape[-1]) if not op.inputs.get("transpose_x") or \
-                    not op.inputs["transpose_x"].val else int(x.shape[-2])
-                v["matmul_gmacs"] += _numel(op.outputs[0]) * k / 1e9
-                if kind == "matmul":
-                    v["attention_mb"] += traffic
-                    v["attention_ops"] += 1
-                else:
-                    v["conv_mb"] += traffic
-                    v["conv_ops"] += 1
-            elif kind in ATTENTION_OPS:
+    for op in ops:
+        kind = op.op_type
+        if kind in IGNORED_OPS:
+            continue
+        op_types[kind] = op_types.get(kind, 0) + 1
+        v["ops"] += 1
+        inputs = [x for x in op.inputs.values() if not isinstance(x, (list, tuple))]
+        tensors = [x for x in inputs if not _is_const(x)]
+        weights = [x for x in inputs if _is_const(x) and x.shape and len(x.shape) >= 2]
+        traffic = (sum(_bytes(x) for x in tensors) + sum(_bytes(y) for y in op.outputs)) / 1e6
+        v["weight_mb"] += sum(_bytes(w) for w in weights) / 1e6
+        for y in op.outputs:
+            if y.shape is not None:
+                v["max_rank"] = max(v["max_rank"], len(y.shape))
+        if kind == "conv":
+            weight = op.inputs["weight"]
+            cout, cin_per_group, *kernel = weight.shape
+            macs = _numel(op.outputs[0]) * cin_per_group * math.prod(kernel) / 1e9
+            depthwise = cin_per_group == 1 and int(op.inputs["groups"].val) > 1
+            v["dwconv_gmacs" if depthwise else "conv_gmacs"] += macs
+            v["dwconv_mb" if depthwise else "conv_mb"] += traffic
+            v["conv_ops"] += 1
+        elif kind in ("linear", "matmul"):
+            x = op.inputs["x"]
+            k = int(x.shape[-1]) if not op.inputs.get("transpose_x") or \
+                not op.inputs["transpose_x"].val else int(x.shape[-2])
+            v["matmul_gmacs"] += _numel(op.outputs[0]) * k / 1e9
+            if kind == "matmul":
                 v["attention_mb"] += traffic
                 v["attention_ops"] += 1
-                if kind == "softmax":
-                    out = op.outputs[0]
-                    v["softmax_melems"] += _numel(out) / 1e6
-                    v["max_tokens"] = max(v["max_tokens"], float(out.shape[-1]))
-            elif kind in LAYOUT_OPS:
-                v["layout_mb"] += traffic
-                v["layout_ops"] += 1
-            elif kind in NORM_OPS:
-                v["norm_mb"] += traffic
-                v["norm_ops"] += 1
             else:
-                v["elementwise_mb"] += traffic
-                v["elementwise_ops"] += 1
+                v["conv_mb"] += traffic
+                v["conv_ops"] += 1
+        elif kind in ATTENTION_OPS:
+            v["attention_mb"] += traffic
+            v["attention_ops"] += 1
+            if kind == "softmax":
+                out = op.outputs[0]
+                v["softmax_melems"] += _numel(out) / 1e6
+                v["max_tokens"] = max(v["max_tokens"], float(out.shape[-1]))
+        elif kind in LAYOUT_OPS:
+            v["layout_mb"] += traffic
+            v["layout_ops"] += 1
+        elif kind in NORM_OPS:
+            v["norm_mb"] += traffic
+            v["norm_ops"] += 1
+        else:
+            v["elementwise_mb"] += traffic
+            v["elementwise_ops"] += 1
     return ProgramFeatures({k: round(x, 6) for k, x in v.items()}, dict(sorted(op_types.items())))
 
 
@@ -143,21 +149,29 @@ def convert_to_mil(spec: ArchSpec, resolution: int) -> Any:
 
     with quiet_converters():
         import coremltools as ct
-        from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
 
-        program = ct.convert(
-            exported_program(MobileViT(spec), resolution), inputs=coreml_inputs(resolution),
-            outputs=[ct.TensorType(name="logits")], convert_to="milinternal",
-            minimum_deployment_target=ct.target.iOS16, pass_pipeline=ct.PassPipeline.EMPTY)
-        pipeline = ct.PassPipeline.DEFAULT
-        for name in pipeline.passes:
-            if name == "common::add_fp16_cast":
-                continue
-            graph_pass = PASS_REGISTRY[name]
-            graph_pass.set_options(pipeline.get_options(name))
-            graph_pass(program)
-        program.validate(check_essential_scope=True)
-        return program
+        return mil_program(exported_program(MobileViT(spec), resolution),
+                           coreml_inputs(resolution), [ct.TensorType(name="logits")])
+
+
+def mil_program(exported: Any, inputs: list[Any], outputs: list[Any] | None) -> Any:
+    """Convert a ``torch.export`` program to a MIL program with the passes of
+    :func:`convert_to_mil` (call it inside :func:`nas.export.quiet_converters`)."""
+    import coremltools as ct
+    from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
+
+    program = ct.convert(exported, inputs=inputs, outputs=outputs, convert_to="milinternal",
+                         minimum_deployment_target=ct.target.iOS16,
+                         pass_pipeline=ct.PassPipeline.EMPTY)
+    pipeline = ct.PassPipeline.DEFAULT
+    for name in pipeline.passes:
+        if name == "common::add_fp16_cast":
+            continue
+        graph_pass = PASS_REGISTRY[name]
+        graph_pass.set_options(pipeline.get_options(name))
+        graph_pass(program)
+    program.validate(check_essential_scope=True)
+    return program
 
 
 @lru_cache(maxsize=256)

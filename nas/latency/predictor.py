@@ -227,11 +227,16 @@ class PredictorOracle:
     """Predicts CoreML latency from the converted program of a spec (no device needed).
 
     ``calibration`` is a file written by ``nas latency calibrate`` (default: the shipped iPhone
-    12 calibration).
+    12 calibration). ``features`` says how the program's features are read: ``"units"`` sums the
+    features of the network's units, each converted once and kept in the sqlite file
+    ``unit_cache`` (default: the latency cache; :mod:`nas.latency.blocks`); ``"network"``
+    converts the whole network, the reference path.
     """
 
     resolution: int
     calibration: str | None = None
+    features: str = "units"
+    unit_cache: str | None = None
     name: str = "predictor"
 
     def _context(self) -> dict[str, Any]:
@@ -242,12 +247,21 @@ class PredictorOracle:
                 "resolution": self.resolution}
 
     def key(self, spec: ArchSpec) -> str:
-        return context_key(spec, self._context())
+        return context_key(spec, {**self._context(), "features": self.features})
+
+    def program_features(self, spec: ArchSpec) -> ProgramFeatures:
+        """The features the prediction is made from."""
+        if self.features == "network":
+            return spec_features(spec, self.resolution)
+        from nas.latency.blocks import UnitFeatureCache, unit_features
+
+        return unit_features(spec, self.resolution, UnitFeatureCache(self.unit_cache))
 
     def measure(self, spec: ArchSpec) -> LatencyResult:
         cal = load_calibration(self.calibration)
-        values = terms(spec_features(spec, self.resolution))
+        values = terms(self.program_features(spec))
         predicted = round(cal.predict(values), 4)
         return LatencyResult(median_ms=predicted, trimmed_mean_ms=predicted, spread=0.0, runs=0,
-                             details={"terms": values, "loo_median_error": cal.loo_median},
+                             details={"terms": values, "loo_median_error": cal.loo_median,
+                                      "features": self.features},
                              **self._context())

@@ -70,7 +70,12 @@ class Counts:
     by_status: dict[TrialStatus, int] = field(default_factory=dict)
 
     def add(self, status: TrialStatus, n: int = 1) -> None:
-        self.by_status[status] = self.by_status.get(status, 0) + n
+        """Count ``n`` more trials of ``status`` (fewer when negative)."""
+        total = self.by_status.get(status, 0) + n
+        if total:
+            self.by_status[status] = total
+        else:
+            self.by_status.pop(status, None)
 
     def __getitem__(self, status: TrialStatus) -> int:
         return self.by_status.get(status, 0)

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from nas.results.outcome import TrialStatus
+from nas.results.outcome import Counts, TrialStatus
 from nas.search.lease import Heartbeat, StaleTrials, StudyLock
 from nas.study.budget import Verdict
 from nas.study.config import StudyConfig
@@ -62,6 +62,13 @@ class Ledger:
         self.session_infeasible = 0
         self.new_trials = 0
         self._optuna = optuna
+        # The study's counts and Pareto front, kept up to date by this driver's own steps
+        # between recounts, so that a step costs the same however many trials are stored.
+        self.counts = Counts()
+        self._status: dict[int, TrialStatus] = {}
+        self._signs = [-1.0 if o.resolved_direction == "maximize" else 1.0
+                       for o in config.objectives]
+        self.front: list[tuple[int, tuple[float, ...]]] = []  # (number, values)
 
     def register(self) -> int:
         """This driver's index among the drivers that ran the study at once (0 on a journal,
@@ -81,8 +88,44 @@ class Ledger:
         return self.study.get_trials(deepcopy=False)
 
     def pareto(self) -> list[Any]:
-        """Pareto-optimal feasible evaluated trials."""
+        """Pareto-optimal feasible evaluated trials (read from the storage)."""
         return [t for t in self.study.best_trials if TrialStatus.of(t) == TrialStatus.OK]
+
+    # -- counts -----------------------------------------------------------------------------------
+
+    def recount(self) -> Counts:
+        """Count every trial again and rebuild :attr:`front` from the storage.
+
+        Needed once per session, and before each dispatch where other drivers may change the
+        study too (PostgreSQL); otherwise :attr:`counts` and :attr:`front` follow this driver's
+        own steps and equal a recount."""
+        self._status = {t.number: TrialStatus.of(t) for t in self.trials()}
+        self.counts = Counts()
+        for status in self._status.values():
+            self.counts.add(status)
+        self.front = [(t.number, tuple(t.values)) for t in self.pareto()]
+        return self.counts
+
+    def _set(self, number: int, status: TrialStatus) -> None:
+        old = self._status.get(number)
+        if old is not None:
+            self.counts.add(old, -1)
+        self._status[number] = status
+        self.counts.add(status)
+
+    def _offer(self, number: int, values: list[float]) -> None:
+        """Add an evaluated trial to :attr:`front` unless a member dominates it."""
+        key = [s * v for s, v in zip(self._signs, values, strict=True)]
+
+        def dominates(a: list[float], b: list[float]) -> bool:
+            return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+
+        members = [(n, v, [s * x for s, x in zip(self._signs, v, strict=True)])
+                   for n, v in self.front]
+        if any(dominates(k, key) for _, _, k in members):
+            return
+        self.front = [(n, v) for n, v, k in members if not dominates(key, k)]
+        self.front.append((number, tuple(values)))
 
     # -- heartbeats -------------------------------------------------------------------------------
 
@@ -106,6 +149,10 @@ class Ledger:
         trial = self.study.ask()
         self._beat(trial.number, trial._trial_id)  # Optuna has no public accessor for the id
         trial.set_user_attr("driver", self.driver)
+        if trial.number not in self._status and (
+                "fixed_point" in trial.user_attrs or "requeued_from" in trial.user_attrs):
+            self.counts.add(TrialStatus.WAITING, -1)  # queued since the last recount
+        self._set(trial.number, TrialStatus.RUNNING)
         return trial
 
     def ask_shadow(self, trial: Any) -> Any | None:
@@ -126,6 +173,11 @@ class Ledger:
         running = (self._optuna.trial.TrialState.RUNNING,)
         with self.lock.held():
             if self.heartbeat.enabled:
+                # This driver's own trials are alive: it is the one reaping. Beat them now, so
+                # that a heartbeat thread starved by a busy machine cannot make a driver reap
+                # its own trials (seen in CI beside two CPU hogs, with a 2 s grace).
+                for trial_id in self._beat_ids():
+                    self.heartbeat.beat(trial_id)
                 stale = self.stale.reap(self.study)
                 shadow = self.stale.reap(self.shadow) if self.shadow is not None else []
                 # A driver asks, beats and names itself under the lock that is held here: a
@@ -155,6 +207,7 @@ class Ledger:
                 if fixed.name not in done:
                     self.study.enqueue_trial(fixed.params or {},
                                              user_attrs={"fixed_point": fixed.name})
+                    self.counts.add(TrialStatus.WAITING)
                     added += 1
         return added
 
@@ -167,10 +220,12 @@ class Ledger:
             trial.set_user_attr("status", TrialStatus.INTERRUPTED.value)
             trial.set_user_attr("fail_reason", reason)
         self.study.tell(number, state=self._optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        self._set(number, TrialStatus.INTERRUPTED)
         self._unbeat(number)
         self.end_shadow(number, self._optuna.trial.TrialState.FAIL)
         keep = {k: v for k, v in attrs.items() if k == "fixed_point"}
         self.study.enqueue_trial(params, user_attrs={**keep, "requeued_from": number})
+        self.counts.add(TrialStatus.WAITING)
 
     def end_shadow(self, number: int, state: Any, value: float | None = None) -> None:
         shadow_trial = self.shadow_trials.pop(number, None)
@@ -184,6 +239,7 @@ class Ledger:
         trial.set_user_attr("status", TrialStatus.INFEASIBLE.value)
         trial.set_user_attr("fail_reason", reason)
         self.study.tell(trial, objective_values(self.config, metrics))
+        self._set(trial.number, TrialStatus.INFEASIBLE)
         self._unbeat(trial.number)
         self.end_shadow(trial.number, self._optuna.trial.TrialState.FAIL)
         self.session_infeasible += 1
@@ -192,6 +248,7 @@ class Ledger:
         trial.set_user_attr("status", TrialStatus.FAILED.value)
         trial.set_user_attr("fail_reason", reason)
         self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+        self._set(trial.number, TrialStatus.FAILED)
         self._unbeat(trial.number)
         self.end_shadow(trial.number, self._optuna.trial.TrialState.FAIL)
         self.new_trials += 1
@@ -201,6 +258,7 @@ class Ledger:
             trial.set_user_attr(key, value)
         trial.set_user_attr("status", TrialStatus.PRUNED.value)
         self.study.tell(trial, state=self._optuna.trial.TrialState.PRUNED)
+        self._set(trial.number, TrialStatus.PRUNED)
         self._unbeat(trial.number)
         self.end_shadow(trial.number, self._optuna.trial.TrialState.PRUNED)
         self.new_trials += 1
@@ -213,7 +271,10 @@ class Ledger:
         trial.set_user_attr("status", TrialStatus.OK.value)
         metrics = {"accuracy": attrs["accuracy"], "latency_ms": attrs.get("latency_ms"),
                    "params": verdict.params, "macs": verdict.macs}
-        self.study.tell(trial, objective_values(self.config, metrics))
+        values = objective_values(self.config, metrics)
+        self.study.tell(trial, values)
+        self._set(trial.number, TrialStatus.OK)
+        self._offer(trial.number, values)
         self._unbeat(trial.number)
         self.end_shadow(trial.number, self._optuna.trial.TrialState.COMPLETE, attrs["accuracy"])
         self.new_trials += 1

@@ -287,14 +287,14 @@ class _Driver:
         self.ledger.close()
 
     def best_text(self) -> str:
-        front = self.ledger.pareto()
+        front = self.ledger.front
         if not front:
             return ""
         metric0 = self.config.objectives[0]
-        pick = (max if metric0.resolved_direction == "maximize" else min)(
-            front, key=lambda t: t.values[0])
+        _, values = (max if metric0.resolved_direction == "maximize" else min)(
+            front, key=lambda member: member[1][0])
         parts = [f"{_fmt_metric(o.metric, v)}" for o, v in zip(self.config.objectives,
-                                                               pick.values, strict=True)]
+                                                               values, strict=True)]
         return f" (best {' @ '.join(parts)})"
 
     def save_spec(self, spec: Any) -> None:
@@ -556,7 +556,7 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
     if requeued:
         progress.say(f"re-queued {requeued} trial(s) interrupted in an earlier session")
     ledger.enqueue_fixed()
-    counts = count_trials(ledger.trials())
+    counts = ledger.recount()
     if counts.evaluated:
         progress.say(f"resuming study {config.name}: {counts.evaluated} of {target or '?'} "
                      "trials already evaluated")
@@ -588,15 +588,15 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
                     break
                 # Counting and asking are one step: another driver may be asking right now.
                 with ledger.lock.held():
-                    counts = count_trials(ledger.trials())
+                    counts = ledger.recount() if ledger.lock.shared else ledger.counts
                     if target is not None and counts.evaluated + counts.running >= target:
                         break
                     driver.dispatch(ray, remote)
                 if stream is not None and time.monotonic() - last_draw > 0.5:
-                    progress.update(count_trials(ledger.trials()), len(ledger.pareto()), "")
+                    progress.update(ledger.counts, len(ledger.front), "")
                     last_draw = time.monotonic()
-            counts = count_trials(ledger.trials())
             if not driver.running:
+                counts = ledger.recount() if ledger.lock.shared else ledger.counts
                 # Other drivers' trials are still running: wait for them (or reap them if their
                 # driver dies) so that the study ends with its trials, then end together.
                 if (stopping or not counts.running or not ledger.heartbeat.enabled
@@ -610,9 +610,9 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
             for message in driver.messages:
                 progress.say(message)
             driver.messages.clear()
-            counts = count_trials(ledger.trials())
+            counts = ledger.counts
             if stream is not None:
-                progress.update(counts, len(ledger.pareto()),
+                progress.update(counts, len(ledger.front),
                                 driver.best_text() if done else "", force=bool(done))
     except KeyboardInterrupt:
         waiting = driver.shared.waiting()

@@ -295,6 +295,7 @@ class DummyConfig(_Model):
     classes: int = Field(10, ge=2)
     faults: dict[str, Literal["raise", "nan", "exit"]] = {}
     record: str | None = None
+    hold: str | None = None  # tests: every evaluation waits until this file exists
 
     def build(self) -> Any:
         """The evaluator this section describes (nas.evaluators.dummy)."""
@@ -425,22 +426,28 @@ class LocalLatencyConfig(_Model):
 
 class PredictorLatencyConfig(_Model):
     """CoreML latency predicted from the converted program (nas.latency.predictor): the offline
-    iPhone oracle. ``calibration``: a file from ``nas latency calibrate`` (default: iPhone 12)."""
+    iPhone oracle. ``calibration``: a file from ``nas latency calibrate`` (default: iPhone 12).
+    ``features``: ``units`` (each block converted once and cached, the default) or ``network``
+    (the whole network converted for every candidate, the reference path)."""
 
     kind: Literal["predictor"]
     resolution: int = Field(256, ge=32)
     calibration: str | None = None
+    features: Literal["units", "network"] = "units"
     cache: str | None = None
 
     def build(self, device: str = "cpu") -> Any:
         """The calibrated predictor (device-independent: it reads the converted program)."""
         from nas.latency.predictor import PredictorOracle
 
-        return PredictorOracle(resolution=self.resolution, calibration=self.calibration)
+        return PredictorOracle(resolution=self.resolution, calibration=self.calibration,
+                               features=self.features, unit_cache=self.cache)
 
     def summary(self) -> str:
+        how = ("per-block features, each block converted once" if self.features == "units"
+               else "the whole network converted per candidate")
         return (f"predictor: CoreML latency predicted at {self.resolution}x{self.resolution} from "
-                f"{self.calibration or 'the shipped iPhone 12 calibration'}")
+                f"{self.calibration or 'the shipped iPhone 12 calibration'} ({how})")
 
     @field_validator("calibration")
     @classmethod

@@ -10,7 +10,8 @@ from search_spaces import MobileViTSpace
 from tests.mobilevit.test_model import ODD_SPECS
 
 
-def _random_specs(n: int, seed: int) -> list:
+def random_specs(n: int, seed: int, max_params: int = 8_000_000) -> list:
+    """``n`` random specs of the whole space under ``max_params`` (to keep fvcore quick)."""
     space = MobileViTSpace(num_classes=10, resolution=256)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     specs = []
@@ -18,13 +19,13 @@ def _random_specs(n: int, seed: int) -> list:
         trial = study.ask()
         spec = space.sample(trial)
         study.tell(trial, 0.0)
-        if complexity(spec).params < 8_000_000:  # keep fvcore quick
+        if complexity(spec).params < max_params:
             specs.append(spec)
     return specs
 
 
 SPECS = {**{n: get_fixed_point(n).spec for n in list_models()}, **ODD_SPECS,
-         **{f"random{i}": s for i, s in enumerate(_random_specs(8, seed=1))}}
+         **{f"random{i}": s for i, s in enumerate(random_specs(8, seed=1))}}
 
 
 @pytest.mark.parametrize("name", list(SPECS))

@@ -5,6 +5,7 @@ import torch
 
 import mobilevit
 from mobilevit import MobileViT, create_model, get_fixed_point, list_models, num_params
+from mobilevit.model import build_unit
 from tests.reference import PARAMS
 
 MODELS = list_models()
@@ -133,3 +134,18 @@ def test_weights_are_deterministic_under_a_seed():
     torch.manual_seed(3)
     b = create_model("mobilevit_xxs").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", [*list_models(), *ODD_SPECS])
+@pytest.mark.parametrize("res", [64, 97])
+def test_units_chain_into_the_network(name, res):
+    spec = ODD_SPECS.get(name) or get_fixed_point(name).spec
+    units = spec.units(res)
+    assert [u.kind for u in units[:1] + units[-1:]] == ["stem", "head"]
+    assert sum(num_params(build_unit(u)) for u in units) == num_params(MobileViT(spec))
+    x = torch.zeros(1, 3, res, res)
+    with torch.no_grad():
+        for unit in units:
+            assert tuple(x.shape[1:]) == (unit.in_channels, *unit.size), unit
+            x = build_unit(unit).eval()(x)
+    assert x.shape == (1, spec.num_classes)

@@ -94,6 +94,7 @@ def test_unknown_models_give_one_line_errors(capsys, argv, message):
     (["--backend", "predictor", "--threads", "2"], "--threads: only with --backend local"),
     (["--backend", "local", "--agent", "http://x"], "--agent: only with --backend agent"),
     (["--backend", "local", "--token", "t"], "--token: only with --backend agent"),
+    (["--backend", "local", "--features", "network"], "--features: only with --backend predictor"),
     (["--resolution", "16"], "--resolution=16: input should be greater than or equal to 32"),
 ])
 def test_bad_latency_flags_give_one_line_naming_the_flag(capsys, argv, message):

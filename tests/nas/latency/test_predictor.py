@@ -12,6 +12,7 @@ from mobilevit.complexity import complexity
 from mobilevit.spec import block
 from nas.cli import main
 from nas.latency import LatencyCache, cached_latency
+from nas.latency import blocks as blocks_module
 from nas.latency import predictor as predictor_module
 from nas.latency.features import FEATURES, spec_features
 from nas.latency.predictor import (
@@ -105,10 +106,21 @@ def test_the_cache_answers_a_second_query_without_converting(tmp_path, monkeypat
         raise AssertionError("converted again")
 
     monkeypatch.setattr(predictor_module, "spec_features", no_conversion)
+    monkeypatch.setattr(blocks_module, "convert_units", no_conversion)
     again, hit = cached_latency(oracle, XXS, cache)
     assert hit and again == first
     other = PredictorOracle(resolution=96)  # another resolution is another key
     assert other.key(XXS) != oracle.key(XXS)
+
+
+def test_per_unit_and_whole_network_predictions_agree_under_their_own_keys(tmp_path):
+    units = PredictorOracle(resolution=64, unit_cache=str(tmp_path / "units.sqlite"))
+    network = PredictorOracle(resolution=64, features="network")
+    assert units.features == "units" and units.key(XXS) != network.key(XXS)
+    by_units, by_network = units.measure(XXS), network.measure(XXS)
+    assert by_units.median_ms == pytest.approx(by_network.median_ms, rel=1e-4)
+    assert (by_units.details["terms"]
+            == pytest.approx(by_network.details["terms"], rel=1e-4, abs=1e-6))
 
 
 def _synthetic_points(weights):
@@ -135,12 +147,14 @@ def test_calibrate_from_a_measurements_file_recovers_the_device(tmp_path, capsys
     assert "leave-one-out relative error: median 0.0%" in capsys.readouterr().out
     cal = Calibration.load(out)
     assert cal.weights == pytest.approx(truth, rel=1e-3) and cal.device == "Test phone"
-    assert main(["latency", "mobilevit_xxs", "--resolution", "64", "--calibration", str(out),
-                 "--json", "--no-cache"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    expected = dict(points)["mobilevit_xxs"]
-    assert result["median_ms"] == pytest.approx(expected, rel=1e-3)
-    assert result["device"] == "Test phone (predicted)"
+    for features in ("units", "network"):
+        assert main(["latency", "mobilevit_xxs", "--resolution", "64", "--calibration", str(out),
+                     "--features", features, "--cache", str(tmp_path / "cache.sqlite"),
+                     "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        expected = dict(points)["mobilevit_xxs"]
+        assert result["median_ms"] == pytest.approx(expected, rel=1e-3)
+        assert result["device"] == "Test phone (predicted)" and not result["cached"]
 
 
 @pytest.mark.parametrize("text, message", [

@@ -102,12 +102,21 @@ def _fixed_once(trials):
 
 @pytest.mark.slow
 def test_two_drivers_on_one_postgresql_study_end_with_its_trials(tmp_path, postgres_url):
+    gate = tmp_path / "go"
     first_command, second_command = _pg_study(tmp_path, postgres_url, "two_drivers")
+    study_file = pathlib.Path(first_command[4])
+    data = yaml.safe_load(study_file.read_text())
+    data["evaluator"]["hold"] = str(gate)  # no trial ends before both drivers run one
+    study_file.write_text(yaml.safe_dump(data))
     first = subprocess.Popen(first_command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     # The second driver starts while the first one is running a trial: it must not take it.
     _wait_until(lambda: _running(lambda: _pg_trials(postgres_url, "two_drivers")),
                 "a running trial")
     second = subprocess.Popen(second_command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    _wait_until(lambda: len({t.user_attrs.get("driver")
+                             for t in _pg_trials(postgres_url, "two_drivers")
+                             if t.state.name == "RUNNING"}) == 2, "a running trial per driver")
+    gate.touch()
     assert first.wait(timeout=600) == 0, first.stderr.read()
     assert second.wait(timeout=600) == 0, second.stderr.read()
     trials = _pg_trials(postgres_url, "two_drivers")
@@ -141,3 +150,29 @@ def test_the_trials_of_a_dead_driver_are_requeued_by_a_live_one(tmp_path, postgr
                       if "requeued_from" in t.user_attrs)
     assert requeued == stale and counts.interrupted == len(stale)
     assert _fixed_once(trials)
+
+
+def test_a_driver_never_reaps_its_own_trials_when_its_heartbeat_lags(tmp_path, postgres_url):
+    import dataclasses
+
+    from nas.search.ledger import Ledger
+    from nas.study.prepare import load
+
+    study_file = pathlib.Path(_pg_study(tmp_path, postgres_url, "lagging")[0][4])
+    data = yaml.safe_load(study_file.read_text())
+    data["workers"].update(heartbeat_seconds=1, heartbeat_grace_seconds=2)
+    study_file.write_text(yaml.safe_dump(data))
+    prepared = dataclasses.replace(load(study_file), run_dir=tmp_path / "a")
+    ledger = Ledger(prepared, prepared.config)  # its heartbeat thread is never started
+    try:
+        with ledger.lock.held():
+            trial = ledger.ask()
+        # A beat a minute old: what a heartbeat thread starved for a minute would leave.
+        storage = optuna.storages.RDBStorage(postgres_url)
+        with storage.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE trial_heartbeats SET heartbeat = heartbeat - "
+                                 "interval '60 seconds'")
+        assert ledger.reap_interrupted() == 0
+        assert ledger.study.trials[trial.number].state.name == "RUNNING"
+    finally:
+        ledger.close()

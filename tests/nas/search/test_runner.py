@@ -16,6 +16,7 @@ import mobilevit
 from nas.results.outcome import TrialStatus, count_trials
 from nas.results.runs import open_run, status_text, trials_frame
 from nas.search.lease import LOCK_FILE
+from nas.search.ledger import Ledger
 from nas.search.runner import run_study
 from nas.study.config import parse_study
 from nas.study.prepare import load, prepare, repair_journal
@@ -301,3 +302,28 @@ def test_a_local_instance_runs_trials_at_the_study_niceness(tmp_path):
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "7"
+
+
+@pytest.mark.slow
+def test_counts_kept_along_the_way_equal_a_recount_after_a_resumed_study(tmp_path, monkeypatch):
+    data = yaml.safe_load(SMOKE.read_text())
+    data["evaluator"].update(seconds=0.1, faults={_fixed_id("mobilevitv3_xxs"): "raise"})
+    data["budget"]["max_params"] = 1_260_000  # v1-XXS (1.27 M) and some samples are over
+    data["trials"] = 8
+    run_dir, command = _cli_run(tmp_path, data)
+    _killed_at("returned@3", command, tmp_path)  # leaves running trials to re-queue
+    seen = []
+    close = Ledger.close
+
+    def checked_close(ledger):
+        seen.append((ledger.counts, count_trials(ledger.trials()),
+                     sorted(n for n, _ in ledger.front), sorted(t.number for t in ledger.pareto())))
+        close(ledger)
+
+    monkeypatch.setattr(Ledger, "close", checked_close)
+    prepared = dataclasses.replace(load(tmp_path / "kill.yaml"), run_dir=run_dir)
+    summary = run_study(prepared, stream=None)
+    assert summary.finished and len(seen) == 1
+    kept, recounted, front, pareto = seen[0]
+    assert kept == recounted and front == pareto
+    assert recounted.interrupted >= 1 and recounted.infeasible >= 1 and recounted.failed == 1
