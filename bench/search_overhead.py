@@ -129,7 +129,7 @@ def scale_timing(root: Path, sizes: list[int], storage: str | None) -> list[dict
             "objectives": [{"metric": "accuracy"}, {"metric": "params"}],
             "evaluator": {"kind": "dummy", "seconds": 0.0}, "latency": {"kind": "none"},
             "workers": {"concurrent": 1}, "sampler": {"kind": "nsga2", "population_size": 16},
-            "infeasible_limit": 10**9}
+            "max_infeasible": 10**9}
     if storage:
         data["storage"] = storage
     rows = []
