@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 MODEL_HELP = "a fixed-point name (see `nas zoo`) or a spec JSON file (see `nas spec`)"
 
@@ -27,17 +27,13 @@ def _positive_int(text: str) -> int:
 
 def cmd_zoo(args: argparse.Namespace) -> int:
     """Print the published designs with our parameter and MAC counts."""
-    from nas.zoo import zoo_frame, zoo_records
+    from nas.zoo import zoo_records, zoo_table
 
     records = zoo_records(args.resolution)
     if args.json:
         print(json.dumps(records, indent=2))
         return 0
-    import pandas as pd
-
-    with pd.option_context("display.width", 200, "display.max_columns", None):
-        print(zoo_frame(records).to_string(index=False, na_rep="-",
-                                           formatters={"params": "{:,}".format}))
+    print(zoo_table(records))
     print(f"\nparams: exact count, 1000 classes. MACs: multiply-accumulates at "
           f"{args.resolution}x{args.resolution} with the attention matmuls, counted as fvcore "
           "counts them (the papers call these FLOPs); docs/models.md relates them to each "
@@ -382,9 +378,26 @@ def cmd_latency_agent(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from nas.study.config import LATENCY_KINDS
+class _LatencyBackends:
+    """The registered standalone latency kinds, read when argparse first looks at them.
 
+    Importing the study config (pydantic) costs more than the commands that only read a spec
+    spend altogether, and only ``nas latency`` needs this list; argparse touches ``choices``
+    when it checks a given value or prints help."""
+
+    def _kinds(self) -> tuple[str, ...]:
+        from nas.study.config import LATENCY_KINDS
+
+        return LATENCY_KINDS.kinds(standalone=True)
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._kinds()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._kinds())
+
+
+def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``nas`` command."""
     parser = argparse.ArgumentParser(
         prog="nas", description="Hardware-aware architecture search and ablation of "
@@ -494,8 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("latency", cmd_latency)
     p.add_argument("model", help=MODEL_HELP + "; `nas latency calibrate --help` refits")
-    p.add_argument("--backend", choices=LATENCY_KINDS.kinds(standalone=True),
-                   default="predictor")
+    p.add_argument("--backend", choices=_LatencyBackends(), default="predictor",
+                   metavar="KIND",  # argparse lists the choices for a metavar when it is built
+                   help="the latency oracle: %(choices)s (default: %(default)s)")
     p.add_argument("--resolution", type=_positive_int, default=None,
                    help="input size (default: the spec's)")
     p.add_argument("--calibration", default=None,

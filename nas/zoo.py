@@ -34,10 +34,11 @@ def zoo_records(resolution: int = 256) -> list[dict[str, Any]]:
     return records
 
 
-def zoo_frame(records: list[dict[str, Any]]) -> Any:
-    """The table printed by ``nas zoo`` as a pandas DataFrame (one row per fixed point)."""
-    import pandas as pd
+def zoo_table(records: list[dict[str, Any]]) -> str:
+    """The table printed by ``nas zoo``: one line per fixed point, ours beside the paper's."""
+    from nas.results.table import text_table
 
+    macs = f"MACs@{records[0]['resolution']} (M)" if records else "MACs (M)"
     rows = []
     for r in records:
         pub = r["published"]
@@ -46,9 +47,11 @@ def zoo_frame(records: list[dict[str, Any]]) -> Any:
             "block": r["block"],
             "params": r["params"],
             "paper params (M)": pub["params_m"],
-            f"MACs@{r['resolution']} (M)": round(r["macs"] / 1e6, 1),
+            macs: round(r["macs"] / 1e6, 1),
             "paper MACs (M)": None if pub["macs_g"] is None else round(pub["macs_g"] * 1000),
             "top-1": pub["top1"],
             "iPhone 12 (ms)": pub["latency_ms"],
         })
-    return pd.DataFrame(rows)
+    columns = ["model", "block", "params", "paper params (M)", macs, "paper MACs (M)", "top-1",
+               "iPhone 12 (ms)"]
+    return text_table(rows, columns, {"params": ",", macs: ",.1f"})

@@ -49,11 +49,11 @@ def test_cli_help_is_fast_because_heavy_imports_are_lazy():
 
 @pytest.mark.parametrize("argv", [["zoo"], ["zoo", "--json"], ["spec", "mobilevit_s"], ["space"]])
 def test_commands_that_read_specs_build_no_network(argv):
-    # They answer from the specs and the analytic counts: torch, fvcore, Ray and Optuna would
-    # cost seconds of imports for nothing.
+    # They answer from the specs and the analytic counts: torch, fvcore, Ray, Optuna, pandas
+    # and the study config's pydantic would cost seconds of imports for nothing.
     code = ("import sys; from nas.cli import main; main(sys.argv[1:]); "
-            "print([m for m in ('torch', 'fvcore', 'ray', 'optuna') if m in sys.modules], "
-            "file=sys.stderr)")
+            "print([m for m in ('torch', 'fvcore', 'ray', 'optuna', 'pandas', 'pydantic') "
+            "if m in sys.modules], file=sys.stderr)")
     out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
                          check=True, cwd=ROOT)
     assert out.stderr.strip().splitlines()[-1] == "[]"

@@ -22,7 +22,7 @@ from nas.errors import NasError
 from nas.report import figures as figs
 from nas.report.data import ReportData, load_report_data
 from nas.results.outcome import Counts, TrialStatus
-from nas.results.runs import format_cell
+from nas.results.table import format_cell
 
 STATIC_FORMATS = ("png", "svg")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.results.outcome import TrialStatus
-from nas.results.runs import format_cell
+from nas.results.table import format_cell
 from nas.study.config import StudyConfig, StudyError, deep_merge, parse_study
 
 ABLATIONS_DIR = Path("studies") / "ablations"

@@ -31,13 +31,6 @@ def open_run(run_dir: str | Path) -> tuple[Any, StudyConfig]:
     return study, config
 
 
-def format_cell(value: Any, spec: str = "") -> str:
-    """A table cell: ``value`` in format ``spec``, ``-`` when missing (None or NaN)."""
-    if value is None or (isinstance(value, float) and value != value):
-        return "-"
-    return format(value, spec) if spec else str(value)
-
-
 def describe_fidelity(provenance: dict[str, Any] | None) -> str:
     """One line saying how an accuracy was obtained, e.g. ``proxy_train, 3 epochs at 64 px on
     procedural (1600 images)``; empty when the trial was not evaluated."""
@@ -131,8 +124,8 @@ def write_results(study: Any, config: StudyConfig, run_dir: Path) -> Any:
 
 def status_text(run_dir: str | Path) -> str:
     """A run's progress and Pareto set, as printed by ``nas status``."""
-    import pandas as pd
-
+    from nas.results.pareto import pareto_mask
+    from nas.results.table import text_table
 
     study, config = open_run(run_dir)
     trials = study.get_trials(deepcopy=False)
@@ -151,15 +144,20 @@ def status_text(run_dir: str | Path) -> str:
     failed = [t for t in trials if TrialStatus.of(t) == TrialStatus.FAILED]
     for t in failed[:5]:
         lines.append(f"  failed trial {t.number}: {t.user_attrs.get('fail_reason')}")
-    frame = trials_frame(study)
-    if len(frame) and frame["pareto"].any():
-        front = frame[frame["pareto"]].sort_values(config.objectives[0].metric
-                                                   if config.objectives[0].metric in frame
-                                                   else "number")
-        cols = [c for c in ("number", "fixed_point", "accuracy", "latency_ms", "params", "macs",
-                            "spec_id") if c in front]
-        with pd.option_context("display.width", 200):
-            table = front[cols].to_string(index=False, na_rep="-")
+    # The same Pareto set as trials_frame's, without building the whole table (pandas' import
+    # alone is most of this command's time).
+    done = [t for t in trials if TrialStatus.of(t) == TrialStatus.OK and t.values is not None]
+    maximise = [d.name == "MAXIMIZE" for d in study.directions]
+    mask = pareto_mask([t.values for t in done], maximise)
+    front = [t for t, on in zip(done, mask, strict=True) if on]
+    if front:
+        columns = ("number", "fixed_point", "accuracy", "latency_ms", "params", "macs", "spec_id")
+        rows = [{"number": t.number, **{k: t.user_attrs.get(k) for k in columns[1:]}}
+                for t in front]
+        key = config.objectives[0].metric if config.objectives[0].metric in columns else "number"
+        rows.sort(key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0))
+        table = text_table(rows, columns, {"accuracy": ".2f", "latency_ms": ".3f",
+                                           "params": ",", "macs": ","})
         lines += [f"  Pareto set ({len(front)} trials; export one with "
                   f"`nas export {run_dir} --trial N`):", *("    " + r for r in table.splitlines())]
     else:

@@ -9,6 +9,7 @@ import pytest
 
 from mobilevit import ArchSpec, get_fixed_point, list_models
 from nas.cli import main
+from nas.results.runs import open_run, trials_frame
 from tests.reference import PARAMS
 
 SMOKE = pathlib.Path(__file__).resolve().parents[2] / "studies" / "smoke.yaml"
@@ -155,6 +156,19 @@ def test_run_status_and_trials_commands(capsys, smoke_run):
     assert code == 0 and "mobilevit_xxs" in out and "trials.csv" in out
     code, _, err = run(capsys, "run", str(SMOKE), "--output", str(smoke_run))
     assert code == 0 and "is finished" in err and "nothing to do" in err
+
+
+def test_status_prints_the_trials_tables_pareto_set_without_pandas_or_torch(smoke_run):
+    frame = trials_frame(open_run(smoke_run)[0])
+    expected = sorted(frame[frame["pareto"]]["number"])
+    code = ("import sys; from nas.cli import main; main(sys.argv[1:]); "
+            "print([m for m in ('torch', 'pandas') if m in sys.modules], file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code, "status", str(smoke_run)],
+                         capture_output=True, text=True, check=True)
+    assert out.stderr.strip().splitlines()[-1] == "[]"
+    lines = out.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if "Pareto set (" in line) + 2  # past header
+    assert expected and sorted(int(line.split()[0]) for line in lines[start:]) == expected
 
 
 def test_export_a_trial_of_a_run(capsys, smoke_run, tmp_path):
