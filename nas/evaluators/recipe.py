@@ -95,18 +95,20 @@ def top1(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], 
     model.eval()
     correct = total = 0
     for images, labels in loader:
-        x = _prepare(images, device, channels_last)
+        x = prepare_images(images, device, channels_last)
         correct += int((model(x).argmax(1).cpu() == labels).sum())
         total += len(labels)
     return round(100 * correct / max(1, total), 3)
 
 
-def _prepare(images: torch.Tensor, device: str, channels_last: bool) -> torch.Tensor:
+def prepare_images(images: torch.Tensor, device: str, channels_last: bool) -> torch.Tensor:
+    """uint8 images [B, 3, H, W] as the network's float input in [0, 1] on ``device``."""
     x = images.to(device, non_blocking=True).float().div_(255)  # [B, 3, H, W] in [0, 1]
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _save(path: Path, state: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically (a kill leaves the previous file intact)."""
     # A name of this process's own: two writers (a worker that outlived its driver and the
     # attempt that replaced it) must never interleave their bytes in one temporary file.
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -167,7 +169,7 @@ def train(model: nn.Module, recipe: RecipeConfig, epochs: int, train_loader: Any
             lr = learning_rate(recipe, step, epoch, epochs, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x = _prepare(batch, device, channels_last)
+            x = prepare_images(batch, device, channels_last)
             with torch.autocast(device, dtype=amp_dtype, enabled=use_amp):
                 loss = F.cross_entropy(forward(x), labels.to(device),
                                        label_smoothing=recipe.label_smoothing)
@@ -190,7 +192,7 @@ def train(model: nn.Module, recipe: RecipeConfig, epochs: int, train_loader: Any
         # Before the checkpoint: a callback that raises (a superseded attempt) writes nothing.
         go_on = on_epoch is None or on_epoch(epoch, accuracy)
         if checkpoint is not None:
-            _save(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "scaler": scaler.state_dict(),
                                "ema": ema.model.state_dict() if ema is not None else None,
                                "rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step,

@@ -60,6 +60,33 @@ def make_sources(config: DatasetConfig) -> tuple[Any, Any]:
     return train_src, val_src
 
 
+def make_loaders(cfg: TrainConfig, train_src: Any, val_src: Any, *, seed: int,
+                 device: str = "cpu") -> tuple[Any, Any]:
+    """The training loader (the section's single- or multi-scale sampler and augmentation,
+    seeded) and the validation loader (the evaluation transform, in order)."""
+    if cfg.multiscale is not None:
+        sizes = cfg.multiscale.sizes or sorted({max(16, round(cfg.resolution * s / 16) * 16)
+                                                for s in SCALES})
+        sampler: Any = MultiScaleSampler(len(train_src), sizes=sizes,
+                                         base_size=cfg.resolution, base_batch=cfg.batch_size,
+                                         rule=cfg.multiscale.rule, seed=seed)
+    else:
+        sampler = SingleScaleSampler(len(train_src), cfg.resolution, cfg.batch_size, seed=seed)
+    val_sampler = SingleScaleSampler(len(val_src), cfg.resolution, cfg.batch_size,
+                                     shuffle=False)
+    val_sampler.set_epoch(-1)  # the evaluation transform
+    train_set = ImageDataset(train_src, seed=seed, scale=cfg.crop_scale,
+                             eval_resize_ratio=cfg.eval_resize)
+    workers = cfg.loader_workers
+    options: dict[str, Any] = dict(num_workers=workers, collate_fn=collate,
+                                   pin_memory=device == "cuda", persistent_workers=workers > 0)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, **options)
+    val_loader = torch.utils.data.DataLoader(
+        ImageDataset(val_src, seed=seed, eval_resize_ratio=cfg.eval_resize),
+        batch_sampler=val_sampler, **options)
+    return train_loader, val_loader
+
+
 @dataclass(frozen=True)
 class TrainEvaluator:
     """Trains a candidate and scores it by top-1 on the validation split (EMA weights when the
@@ -83,29 +110,8 @@ class TrainEvaluator:
         start = time.perf_counter()
         torch.manual_seed(seed)
         train_src, val_src = self._sources
-        if cfg.multiscale is not None:
-            sizes = cfg.multiscale.sizes or sorted({max(16, round(cfg.resolution * s / 16) * 16)
-                                                    for s in SCALES})
-            sampler: Any = MultiScaleSampler(len(train_src), sizes=sizes,
-                                             base_size=cfg.resolution, base_batch=cfg.batch_size,
-                                             rule=cfg.multiscale.rule, seed=seed)
-        else:
-            sampler = SingleScaleSampler(len(train_src), cfg.resolution, cfg.batch_size,
-                                         seed=seed)
-        val_sampler = SingleScaleSampler(len(val_src), cfg.resolution, cfg.batch_size,
-                                         shuffle=False)
-        val_sampler.set_epoch(-1)  # the evaluation transform
-        train_set = ImageDataset(train_src, seed=seed, scale=cfg.crop_scale,
-                                 eval_resize_ratio=cfg.eval_resize)
-        workers = cfg.loader_workers
-        loader_options: dict[str, Any] = dict(num_workers=workers, collate_fn=collate,
-                                              pin_memory=device == "cuda",
-                                              persistent_workers=workers > 0)
-        train_loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler,
-                                                   **loader_options)
-        val_loader = torch.utils.data.DataLoader(ImageDataset(val_src, seed=seed,
-                                                              eval_resize_ratio=cfg.eval_resize),
-                                                 batch_sampler=val_sampler, **loader_options)
+        train_loader, val_loader = make_loaders(cfg, train_src, val_src, seed=seed, device=device)
+        train_set = train_loader.dataset
         workdir.mkdir(parents=True, exist_ok=True)
         checkpoint = workdir / "checkpoint.pt"
         result = train(MobileViT(spec), cfg.recipe, cfg.epochs, train_loader, val_loader,

@@ -269,7 +269,9 @@ class Supernet(nn.Module):
                 tensor = tensor.index_select(dim, start.to(tensor.device))
             else:
                 tensor = tensor.narrow(dim, start, length)
-        return tensor
+        # A strided weight sends conv and norm kernels down slow paths (several times slower on
+        # the CPU); the copy costs little next to the activations and gradients still flow.
+        return tensor.contiguous()
 
     # -- running a candidate -----------------------------------------------------------------------
 
