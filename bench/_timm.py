@@ -61,10 +61,8 @@ class _StandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 def load_timm() -> Any:
     """Import timm with the stand-in torchvision; raises ImportError when timm is missing."""
-    try:
-        import torchvision  # noqa: F401  a real one, if some environment has it
-    except ImportError:
-        sys.meta_path.insert(0, _StandIn())
+    # Always the stand-in: the project never depends on torchvision, even where one is installed.
+    sys.meta_path.insert(0, _StandIn())
     import timm
 
     return timm

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -304,14 +304,3 @@ class Supernet(nn.Module):
     def tensor_count(self) -> int:
         """Number of values the supernet holds (parameters and running statistics)."""
         return sum(t.numel() for t in self.state_dict().values())
-
-
-def spec_params(spec: ArchSpec, space: MobileViTSpace) -> dict[str, Any]:
-    """``spec``'s parameter values in ``space`` (SupernetError naming the parameter if none)."""
-    try:
-        return space.params_for(spec)
-    except SpaceError as exc:
-        raise SupernetError(f"spec {spec.spec_id}: {exc}") from None
-
-
-__all__: Sequence[str] = ("Supernet", "SupernetError", "spec_params")
