@@ -136,6 +136,43 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_supernet(args: argparse.Namespace) -> int:
+    """Train a study's weight-sharing supernet (`nas supernet train STUDY.yaml`), or list the
+    stored ones (`nas supernet info [STUDY.yaml]`). A study with `evaluator.kind: supernet`
+    trains its supernet itself when the store has none; training it first is for a cluster
+    job or a shared store. Stored by a content hash of space, budget, training and seed."""
+    from nas.errors import NasError
+
+    if args.action == "info" and args.study is None:
+        from nas.supernet.store import SupernetStore
+
+        store = SupernetStore(args.store)
+        entries = store.entries()
+        print(f"{len(entries)} supernet(s) in {store.root}")
+        for entry in entries:
+            print("  " + entry.summary())
+        return 0
+    if args.study is None:
+        raise NasError("supernet train: give the study file")
+    from nas.study.prepare import load
+
+    prepared = load(args.study, [*args.set, *([f"evaluator.store={args.store}"]
+                                              if args.store else [])])
+    config = prepared.config
+    if config.evaluator.kind != "supernet":
+        raise NasError(f"{prepared.source}: evaluator.kind={config.evaluator.kind}; a supernet "
+                       "needs evaluator.kind: supernet")
+    evaluator = config.evaluator.build()
+    if args.action == "info":
+        entry = evaluator.stored(prepared.space, config.budget, config.seed)
+        print(entry.summary() if entry.complete else
+              f"{entry.key}  not trained yet (it would go to {entry.folder})")
+        return 0
+    bound = evaluator.for_search(prepared.space, config.budget, config.seed, label=config.name)
+    print(f"supernet for {config.name}: {bound.folder}")
+    return 0
+
+
 def cmd_ablations(args: argparse.Namespace) -> int:
     """List the paper ablations (studies/ablations/), or run them with --run: each prints the
     papers' figures beside ours and whether our rows come in the paper's order."""
@@ -446,6 +483,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", help="a study YAML file, or a run folder")
     add_set(p)
     p.add_argument("--json", action="store_true", help="print the facts as JSON")
+
+    p = add("supernet", cmd_supernet)
+    p.add_argument("action", choices=("train", "info"))
+    p.add_argument("study", nargs="?", default=None,
+                   help="a study file with evaluator.kind: supernet")
+    p.add_argument("--store", default=None,
+                   help="the supernet store (default: the study's evaluator.store, else "
+                        "supernets/ in the cache folder)")
+    add_set(p)
 
     p = add("ablations", cmd_ablations)
     p.add_argument("names", nargs="*", help="ablations to run (default: all)")

@@ -65,12 +65,15 @@ def trials_frame(study: Any) -> Any:
     import pandas as pd
 
     from nas.results.pareto import pareto_mask
+    from nas.results.refined import refined_by_source
 
+    refined = refined_by_source(study)
     rows = []
     values = []
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
         ev = a.get("eval") or {}
+        again = refined.get(a.get("duplicate_of", t.number))
         row = {"number": t.number, "status": TrialStatus.of(t).value,
                "fixed_point": a.get("fixed_point"),
                "accuracy": a.get("accuracy"), "latency_ms": a.get("latency_ms"),
@@ -82,6 +85,10 @@ def trials_frame(study: Any) -> Any:
                "eval_resolution": ev.get("resolution"),
                "latency_device": (a.get("latency") or {}).get("device"),
                "latency_spread": (a.get("latency") or {}).get("spread"),
+               "accuracy_source": _accuracy_source(a.get("accuracy"), ev),
+               "refined_accuracy": again.user_attrs.get("accuracy") if again else None,
+               "refined_fidelity": describe_fidelity(again.user_attrs.get("eval"))
+               if again else None,
                "fidelity": describe_fidelity(ev), "oracle": describe_oracle(a.get("latency")),
                "started": t.datetime_start, "finished": t.datetime_complete}
         for key, value in t.constraints.items():
@@ -99,6 +106,16 @@ def trials_frame(study: Any) -> Any:
         mask = pareto_mask([v for _, v in values], maximise)
         frame.loc[[i for (i, _), on in zip(values, mask, strict=True) if on], "pareto"] = True
     return frame
+
+
+def _accuracy_source(accuracy: float | None, provenance: dict[str, Any]) -> str | None:
+    """``inherited`` (weights cut from a supernet), ``trained`` or ``proxy`` (a zero-cost
+    score); None when the trial has no accuracy."""
+    if accuracy is None:
+        return None
+    if provenance.get("inherited"):
+        return "inherited"
+    return "trained" if provenance.get("metric", "top1") == "top1" else "proxy"
 
 
 def load_trials(run_dir: str | Path) -> Any:
@@ -151,12 +168,25 @@ def status_text(run_dir: str | Path) -> str:
     mask = pareto_mask([t.values for t in done], maximise)
     front = [t for t, on in zip(done, mask, strict=True) if on]
     if front:
-        columns = ("number", "fixed_point", "accuracy", "latency_ms", "params", "macs", "spec_id")
+        from nas.results.refined import refined_by_source
+
+        columns: tuple[str, ...] = ("number", "fixed_point", "accuracy", "latency_ms", "params",
+                                    "macs", "spec_id")
         rows = [{"number": t.number, **{k: t.user_attrs.get(k) for k in columns[1:]}}
                 for t in front]
+        if any((t.user_attrs.get("eval") or {}).get("inherited") for t in front):
+            # Inherited accuracies rank the candidates; the retrained ones are what they score.
+            refined = refined_by_source(study)
+            for row, t in zip(rows, front, strict=True):
+                again = refined.get(t.user_attrs.get("duplicate_of", t.number))
+                row["retrained"] = again.user_attrs.get("accuracy") if again else None
+            columns = (*columns[:3], "retrained", *columns[3:])
+            lines.append("  accuracy: inherited from the supernet; retrained: the refine "
+                         f"step's standalone training ({len(refined)} trials)")
         key = config.objectives[0].metric if config.objectives[0].metric in columns else "number"
         rows.sort(key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0))
-        table = text_table(rows, columns, {"accuracy": ".2f", "latency_ms": ".3f",
+        table = text_table(rows, columns, {"accuracy": ".2f", "retrained": ".2f",
+                                           "latency_ms": ".3f",
                                            "params": ",", "macs": ","})
         lines += [f"  Pareto set ({len(front)} trials; export one with "
                   f"`nas export {run_dir} --trial N`):", *("    " + r for r in table.splitlines())]
@@ -191,10 +221,21 @@ def export_trial(run_dir: str | Path, number: int, *, to: str = "coreml",
     written = {"spec": out / "spec.json"}
     written["spec"].write_text(spec.to_json(indent=2))
     source = trial.user_attrs.get("duplicate_of", number)
-    weights = run_dir / "trials" / str(source) / "weights.pt"
+    folder = run_dir / "trials" / str(source)
+    # The trial's own trained weights; for a candidate scored with inherited weights, its
+    # retrained weights when the refine step trained it, else the weights cut from the supernet.
+    weights = folder / "weights.pt"
+    if not weights.exists() and (folder / "refined_weights.pt").exists():
+        weights = folder / "refined_weights.pt"
     if weights.exists():
         written["weights"] = out / "weights.pt"
         shutil.copyfile(weights, written["weights"])
+    elif (trial.user_attrs.get("eval") or {}).get("inherited"):
+        from nas.evaluators.supernet import save_inherited_weights
+
+        written["weights"] = save_inherited_weights(config, trial.user_attrs["eval"], spec,
+                                                    out / "weights.pt")
+        weights = written["weights"]
     name = "model.mlpackage" if to == "coreml" else "model.onnx"
     result = export_model(spec, out / name, to=to, resolution=resolution,
                           weights=weights if weights.exists() else None, precision=precision)

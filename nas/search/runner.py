@@ -40,6 +40,7 @@ from nas.search.faults import kill_point
 from nas.search.lease import RunLock
 from nas.search.ledger import Ledger
 from nas.search.pruning import EpochReporter
+from nas.search.refine import refine_front, refine_pending
 from nas.search.worker import AttemptFence, TrialTask, execute
 from nas.study.budget import BudgetGate, Verdict, invalid_verdict
 from nas.study.config import StudyConfig, StudyError
@@ -213,12 +214,14 @@ class _Tasks:
     ablation row may change the training), the latency oracle, the pruner's reporter, the
     fence and the checkpoint folder."""
 
-    def __init__(self, config: StudyConfig, ledger: Ledger, run_dir: Path) -> None:
+    def __init__(self, config: StudyConfig, ledger: Ledger, prepared: PreparedStudy) -> None:
         self.config = config
         self.ledger = ledger
-        self.run_dir = run_dir
+        self.prepared = prepared
+        self.run_dir = prepared.run_dir
         self.evaluator_key = _evaluator_key(config.evaluator)
         self.evaluators: dict[str, Any] = {}  # evaluator key -> evaluator (rows may differ)
+        self.say: Any = lambda message: print(message, file=sys.stderr, flush=True)
 
     @cached_property
     def oracle(self) -> Any:
@@ -228,7 +231,16 @@ class _Tasks:
     def evaluator_of(self, ev_config: Any) -> Any:
         key = _evaluator_key(ev_config)
         if key not in self.evaluators:
-            self.evaluators[key] = ev_config.build()
+            evaluator = ev_config.build()
+            if hasattr(evaluator, "for_search"):
+                # An evaluator that needs the study itself (a supernet over its space, trained
+                # under its budget) is made ready here, in the driver, before its first trial.
+                evaluator = evaluator.for_search(
+                    self.prepared.space, self.config.budget, self.config.seed,
+                    label=self.config.name, say=self.say,
+                    threads=max(1, int(self.config.workers.concurrent
+                                       * self.config.workers.cpus_per_trial)))
+            self.evaluators[key] = evaluator
         return self.evaluators[key]
 
     def checkpoints(self, spec: Any, ev_key: str) -> Path:
@@ -277,7 +289,7 @@ class _Driver:
                              + 1_000_003 * self.ledger.register()) % 2**32
         self.sampler = config.sampler.build(self.sampler_seed)
         self.ledger.study.sampler = self.sampler
-        self.tasks = _Tasks(config, self.ledger, self.run_dir)
+        self.tasks = _Tasks(config, self.ledger, prepared)
         self.shared = _SharedResults(existing, self.tasks.evaluator_key)
         # task -> trial, spec, verdict, checkpoint folder
         self.running: dict[Any, tuple[Any, Any, Verdict, Path]] = {}
@@ -539,7 +551,8 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
     counts = count_trials(ledger.trials())
     summary = RunSummary(prepared.run_dir, counts)
     target = config.trials
-    if target is not None and counts.evaluated >= target and counts.running == 0:
+    if (target is not None and counts.evaluated >= target and counts.running == 0
+            and not refine_pending(ledger, config)):
         summary.finished = True
         summary.pareto = [t.number for t in ledger.pareto()]
         progress.say(f"study {config.name} is finished: {counts.evaluated} of {target} trials "
@@ -562,8 +575,12 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
                      "trials already evaluated")
     progress.start_done = counts.evaluated
     remote = ray.remote(execute)
+    # The time limit counts from here, so a supernet trained first is inside it.
     deadline = (time.monotonic() + config.timeout_minutes * 60 if config.timeout_minutes
                 else math.inf)
+    driver.tasks.say = progress.say
+    driver.tasks.evaluator_of(config.evaluator)  # a supernet is trained (or loaded) first
+    progress.start = time.monotonic()  # the ETA is of the trials
     stopping = ""
     last_draw = 0.0
     ledger.heartbeat.start()
@@ -630,6 +647,8 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
         summary.counts = count_trials(ledger.trials())
         return summary
     progress.close()
+    if not stopping.startswith("interrupted"):
+        refine_front(driver, ray, remote, progress)
     counts = count_trials(ledger.trials())
     summary.counts = counts
     summary.pareto = [t.number for t in ledger.pareto()]

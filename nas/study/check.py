@@ -206,6 +206,15 @@ def _cost_facts(prepared: PreparedStudy, fixed: list[dict[str, Any]],
             lines.append(f"fixed trials: about {total / 1e12:,.3g} T MACs of training for the "
                          f"{len(trained)} within budget (forward MACs at {cfg.resolution}x"
                          f"{cfg.resolution} x (3 x training + validation images); an estimate)")
+    elif ev.kind == "supernet":
+        entry = ev.build().stored(prepared.space, config.budget, config.seed)
+        out["supernet"] = {"key": entry.key, "folder": str(entry.folder),
+                           "stored": entry.complete}
+        lines.append(f"evaluation: {ev.summary()}")
+        lines.append(f"supernet: {entry.key} " + (
+            f"is stored ({entry.folder}): reused, not trained" if entry.complete else
+            f"is not stored: `nas run` trains it first ({ev.train_config().epochs} epochs), "
+            f"into {entry.folder}"))
     else:  # a kind registered by a plugin: what it does is its own
         lines.append(f"evaluation: {ev.summary()} (its cost is not estimated)")
     if counts["searched"]:

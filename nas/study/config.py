@@ -307,6 +307,54 @@ class DummyConfig(_Model):
         return f"dummy: {self.seconds:g} s of CPU per trial, {self.classes} classes"
 
 
+class RefineConfig(_Model):
+    """Retrain the final Pareto front's best ``top_k`` (by the first objective) standalone with a
+    training evaluator, so the front a user acts on is measured, not inherited."""
+
+    top_k: int = Field(4, ge=1)
+    evaluator: Annotated[TrainConfig | ProxyTrainConfig, Field(discriminator="kind")] = \
+        ProxyTrainConfig(kind="proxy_train")
+
+
+class SupernetConfig(_Model):
+    """Score candidates with weights inherited from a weight-sharing supernet
+    (nas.evaluators.supernet): the supernet over the study's space is trained once under the
+    study's budget (sandwich rule, in-place distillation) before the search, and stored by a
+    content hash so studies over the same space reuse it; a candidate is then cut from it, its
+    BatchNorms recalibrated on ``calibration_batches`` training batches, and scored by top-1 on
+    the first ``eval_images`` validation images (all when unset)."""
+
+    kind: Literal["supernet"]
+    train: Annotated[TrainConfig | ProxyTrainConfig, Field(discriminator="kind")] = \
+        ProxyTrainConfig(kind="proxy_train", epochs=8)
+    subnets: int = Field(2, ge=0)  # random subnets per step beside the largest and smallest
+    distill: bool = True
+    calibration_batches: int = Field(2, ge=0)
+    eval_images: int | None = Field(None, gt=0)
+    store: str | None = None  # default: supernets/ in the cache folder
+    refine: RefineConfig | None = None
+
+    def build(self) -> Any:
+        """The evaluator this section describes; it scores nothing until the driver has called
+        its ``for_search`` with the study's space (which trains or loads the supernet)."""
+        from nas.evaluators.supernet import SupernetEvaluator
+
+        return SupernetEvaluator(self)
+
+    def train_config(self) -> TrainConfig:
+        """The training section as a ``train`` evaluator's (a ``proxy_train`` one expanded)."""
+        return self.train.as_train() if isinstance(self.train, ProxyTrainConfig) else self.train
+
+    def summary(self) -> str:
+        t = self.train_config()
+        refine = (f"; refine top {self.refine.top_k} with {self.refine.evaluator.kind}"
+                  if self.refine else "")
+        return (f"supernet: trained {t.epochs} epochs on {t.dataset.kind} at {t.resolution}x"
+                f"{t.resolution} ({self.subnets + 2} subnets a step), candidates scored with "
+                f"inherited weights after {self.calibration_batches} recalibration batches"
+                f"{refine}")
+
+
 def union_tag(member: Any) -> str:
     """The tag pydantic puts in an error's path for one alternative of a tagged union."""
     if typing.get_origin(member) is Annotated:
@@ -374,7 +422,8 @@ class Kinds:
         StudyConfig.model_rebuild(force=True)
 
 
-EVALUATOR_KINDS = Kinds("evaluator", [TrainConfig, ProxyTrainConfig, ZeroCostConfig, DummyConfig])
+EVALUATOR_KINDS = Kinds("evaluator", [TrainConfig, ProxyTrainConfig, ZeroCostConfig, DummyConfig,
+                                       SupernetConfig])
 EvaluatorConfig = EVALUATOR_KINDS.union()
 
 

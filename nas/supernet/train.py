@@ -146,7 +146,7 @@ def train_supernet(supernet: Supernet, sampler: SandwichSampler, recipe: RecipeC
             images += len(labels)
         top1 = {}
         if val_loader is not None:
-            calibration = _calibration(train_loader, calibration_batches, epoch)
+            calibration = first_batches(train_loader, calibration_batches, epoch)
             top1 = {name: subnet_top1(supernet, spec, calibration, val_loader)
                     for name, spec in (("largest", sampler.largest),
                                        ("smallest", sampler.smallest))}
@@ -171,8 +171,9 @@ def train_supernet(supernet: Supernet, sampler: SandwichSampler, recipe: RecipeC
                                resumed_from_epoch=first_epoch)
 
 
-def _calibration(loader: Any, count: int, epoch: int) -> list[torch.Tensor]:
-    """The first ``count`` batches of the training data in a fixed order (the epoch's)."""
+def first_batches(loader: Any, count: int, epoch: int = 0) -> list[torch.Tensor]:
+    """The first ``count`` batches of a training loader in epoch ``epoch``'s order, prepared for
+    the network: the BatchNorm recalibration set (a function of the seed and the epoch)."""
     loader.batch_sampler.set_epoch(epoch)
     batches = []
     for images, _ in loader:

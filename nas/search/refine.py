@@ -1,0 +1,135 @@
+"""The refine step: the final Pareto front's best candidates retrained standalone.
+
+A study whose evaluator scores candidates with inherited weights (``evaluator.kind: supernet``)
+ranks thousands of them cheaply, but an inherited accuracy is an estimate. After the search the
+driver retrains the front's ``refine.top_k`` best trials (by the first objective) with the
+``refine.evaluator`` training evaluator, as Ray tasks like any trial, and records each in the
+study ``<name>.refine`` of the same storage: a completed trial with the source trial's
+parameters, the retrained accuracy and the source's latency, and ``refine_of`` naming the source.
+The main study keeps its inherited values, so its Pareto front is one ranking on one scale; the
+results table, ``nas status`` and the report show both.
+
+A refine killed halfway is finished by the next session on the run folder: trials already in the
+refine study are not retrained, and an interrupted training resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from typing import Any
+
+from mobilevit import ArchSpec
+from nas.results.outcome import TrialStatus
+from nas.results.refined import refine_study, refined_by_source
+
+
+def front_to_refine(ledger: Any, top_k: int, maximise_first: bool) -> list[Any]:
+    """The ``top_k`` best trials of the final Pareto front by the first objective; trials that
+    share a network (duplicates) count once."""
+    front = sorted(ledger.pareto(), key=lambda t: t.values[0], reverse=maximise_first)
+    chosen, seen = [], set()
+    for t in front:
+        spec_id = t.user_attrs.get("spec_id")
+        if spec_id in seen:
+            continue
+        seen.add(spec_id)
+        chosen.append(t)
+    return chosen[:top_k]
+
+
+def refine_pending(ledger: Any, config: Any) -> bool:
+    """Whether the study has a refine step with trials of its front still to retrain."""
+    refine = getattr(config.evaluator, "refine", None)
+    if refine is None:
+        return False
+    maximise = config.objectives[0].resolved_direction == "maximize"
+    chosen = front_to_refine(ledger, refine.top_k, maximise)
+    return any(t.number not in refined_by_source(ledger.study) for t in chosen)
+
+
+def refine_front(driver: Any, ray: Any, remote: Any, progress: Any) -> int:
+    """Retrain the front's best trials that are not refined yet; returns how many were."""
+    from nas.search.runner import _evaluator_key, trial_seed
+    from nas.search.worker import TrialTask
+
+    config = driver.config
+    refine = getattr(config.evaluator, "refine", None)
+    if refine is None:
+        return 0
+    ledger = driver.ledger
+    maximise = config.objectives[0].resolved_direction == "maximize"
+    chosen = front_to_refine(ledger, refine.top_k, maximise)
+    study = refine_study(ledger.study._storage, config.name, config.directions, create=True)
+    done = {t.user_attrs.get("refine_of") for t in study.get_trials(deepcopy=False)
+            if t.state.name == "COMPLETE"}
+    todo = [t for t in chosen if t.number not in done]
+    if not todo:
+        return 0
+    ev_config = refine.evaluator
+    ev_key = _evaluator_key(ev_config)
+    evaluator = ev_config.build()
+    progress.say(f"refine: retraining the Pareto front's best {len(todo)} of {len(chosen)} "
+                 f"with {ev_config.summary()}")
+    running: dict[Any, tuple[Any, Any]] = {}
+    for trial in todo:
+        spec = ArchSpec.from_json(
+            (driver.run_dir / "specs" / f"{trial.user_attrs['spec_id']}.json").read_text())
+        workdir = driver.run_dir / "checkpoints" / f"{spec.spec_id}-{ev_key}"
+        task = TrialTask(
+            number=trial.number, spec_json=spec.to_json(), latency_spec_json=spec.to_json(),
+            seed=trial_seed(config, spec.spec_id), evaluator=evaluator, oracle=None,
+            latency_cache=None, max_latency_ms=None,
+            threads=max(1, int(config.workers.cpus_per_trial)),
+            device="cuda" if config.workers.gpus_per_trial > 0 else "cpu",
+            workdir=str(workdir), driver_host=socket.gethostname(), driver_pid=os.getpid())
+        ref = remote.options(num_cpus=config.workers.cpus_per_trial,
+                             num_gpus=config.workers.gpus_per_trial, max_retries=0).remote(task)
+        running[ref] = (trial, workdir)
+    finished = 0
+    while running:
+        ready, _ = ray.wait(list(running), num_returns=1)
+        for ref in ready:
+            trial, workdir = running.pop(ref)
+            inherited = trial.user_attrs.get("accuracy")
+            try:
+                out = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                cause = getattr(exc, "cause", None) or exc
+                first = (str(cause).strip().splitlines() or [""])[0]
+                progress.say(f"refine: trial {trial.number} failed ({type(cause).__name__}: "
+                             f"{first}); the next session retries it")
+                continue
+            if out.status != TrialStatus.OK or out.evaluation is None:
+                progress.say(f"refine: trial {trial.number} ended {out.status.value}")
+                continue
+            _record(study, config, trial, out)
+            for name, data in out.artifacts.items():  # the retrained weights, for export
+                folder = driver.run_dir / "trials" / str(trial.number)
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / f"refined_{name}.pt").write_bytes(data)
+            shutil.rmtree(workdir, ignore_errors=True)
+            finished += 1
+            progress.say(f"refine {finished}/{len(todo)}: trial {trial.number} retrained "
+                         f"{out.evaluation.accuracy:.1f} % (inherited {inherited:.1f} %)")
+    return finished
+
+
+def _record(study: Any, config: Any, trial: Any, out: Any) -> None:
+    import optuna
+
+    from nas.search.ledger import objective_values
+
+    ev = out.evaluation
+    a = trial.user_attrs
+    metrics = {"accuracy": ev.accuracy, "latency_ms": a.get("latency_ms"),
+               "params": a.get("params"), "macs": a.get("macs")}
+    attrs = {"refine_of": trial.number, "spec_id": a.get("spec_id"),
+             "fixed_point": a.get("fixed_point"), "accuracy": ev.accuracy,
+             "inherited_accuracy": a.get("accuracy"), "curve": ev.curve, "eval": ev.provenance,
+             "latency_ms": a.get("latency_ms"), "params": a.get("params"),
+             "macs": a.get("macs"), "wall_time_s": round(out.wall_time_s, 2)}
+    study.add_trial(optuna.trial.create_trial(
+        values=objective_values(config, metrics), params=trial.params,
+        distributions=trial.distributions, user_attrs=attrs))

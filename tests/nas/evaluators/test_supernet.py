@@ -1,0 +1,165 @@
+"""The supernet evaluator: a study trains its supernet once, scores candidates with inherited
+weights, refines its front standalone, and exports an inherited candidate like any other."""
+
+import io
+import json
+import pathlib
+
+import pytest
+import torch
+
+from nas.cli import main
+from nas.evaluators.base import EvaluationError
+from nas.results.runs import export_trial, load_trials, status_text
+from nas.search.runner import run_study
+from nas.study.config import Budget, SupernetConfig, parse_study
+from nas.study.prepare import prepare
+from nas.supernet.store import SupernetStore
+from search_spaces import MobileViTSpace
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+TINY = {"stem.width": {"high": 24}, "s1.width": {"high": 32}, "s2.width": {"high": 40},
+        "s2.depth": {"high": 2}, "block": ["v2", "v3_v1"], "norm": ["group_norm", "layer_norm"],
+        **{f"s{i}.width": {"low": 32, "high": 48} for i in (3, 4, 5)},
+        **{f"s{i}.dim": {"low": 32, "high": 40} for i in (3, 4, 5)},
+        **{f"s{i}.depth": {"high": 2} for i in (3, 4, 5)},
+        **{f"s{i}.patch": [2] for i in (3, 4, 5)}}
+DATA = {"kind": "proxy_train", "train_images": 48, "val_images": 24, "resolution": 32,
+        "batch_size": 16}
+
+
+def _study(tmp_path, **changes):
+    data = {"name": "sn", "seed": 0, "space": TINY, "budget": {"max_params": 400_000},
+            "objectives": [{"metric": "accuracy"}, {"metric": "params"}],
+            "evaluator": {"kind": "supernet", "train": {**DATA, "epochs": 1},
+                          "store": str(tmp_path / "store"), "calibration_batches": 1,
+                          "refine": {"top_k": 2, "evaluator": {**DATA, "epochs": 1}}},
+            "latency": {"kind": "none"}, "sampler": {"kind": "random"}, "trials": 6,
+            "fixed_trials": [], "workers": {"concurrent": 2}, **changes}
+    return prepare(parse_study(data, "test"), "test", run_dir=tmp_path / "run")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One finished supernet study, its progress text and its run folder."""
+    tmp = tmp_path_factory.mktemp("supernet_study")
+    stream = io.StringIO()
+    summary = run_study(_study(tmp), stream=stream)
+    return tmp, summary, stream.getvalue()
+
+
+def test_a_supernet_study_trains_once_scores_inherited_weights_and_refines_its_front(finished):
+    tmp, summary, progress = finished
+    assert summary.finished and summary.counts.evaluated == 6 and summary.counts.failed == 0
+    assert "supernet epoch 1/1" in progress and "trained in" in progress
+    frame = load_trials(tmp / "run")
+    ok = frame[frame.status == "ok"]
+    assert set(ok.accuracy_source) == {"inherited"} and ok.accuracy.between(0, 100).all()
+    assert (ok.fidelity.str.startswith("supernet")).all()
+    # The front's best two by accuracy are retrained; nothing else is.
+    front = ok[ok.pareto].sort_values("accuracy", ascending=False).drop_duplicates("spec_id")
+    refined = ok[ok.refined_accuracy.notna()]
+    assert set(refined.spec_id) == set(front.spec_id[:2])
+    assert "refine 2/2" in progress
+    assert "retrained" in status_text(tmp / "run")
+    stored = SupernetStore(tmp / "store").entries()
+    assert len(stored) == 1 and stored[0].complete
+    assert stored[0].meta["history"][0]["steps"] == 3  # 48 images in batches of 16
+
+
+def test_a_second_study_over_the_same_space_reuses_the_stored_supernet(finished, tmp_path):
+    tmp, _, _ = finished
+    store = tmp / "store"
+    (key,) = [e.key for e in SupernetStore(store).entries()]
+    weights = (store / key / "supernet.pt").stat().st_mtime_ns
+    stream = io.StringIO()
+    prepared = _study(tmp_path, trials=2, evaluator={
+        "kind": "supernet", "train": {**DATA, "epochs": 1}, "store": str(store),
+        "calibration_batches": 1})
+    summary = run_study(prepared, stream=stream)
+    assert summary.finished
+    assert f"supernet {key}: stored in" in stream.getvalue() and "epoch" not in stream.getvalue()
+    assert (store / key / "supernet.pt").stat().st_mtime_ns == weights
+    assert len(SupernetStore(store).entries()) == 1
+
+
+def test_the_store_key_follows_everything_that_changes_the_weights(tmp_path):
+    space = MobileViTSpace(TINY, num_classes=10)
+    ev = SupernetConfig(kind="supernet", train=DATA | {"epochs": 1}).build()
+    key = ev.key(space, Budget(max_params=400_000), 0)
+    assert key == ev.key(MobileViTSpace(TINY, num_classes=10), Budget(max_params=400_000), 0)
+    assert key != ev.key(space, Budget(max_params=400_000), 1)
+    assert key != ev.key(space, Budget(max_params=300_000), 0)
+    assert key != ev.key(MobileViTSpace({**TINY, "s2.depth": 1}, num_classes=10),
+                         Budget(max_params=400_000), 0)
+    other = SupernetConfig(kind="supernet", train=DATA | {"epochs": 2}).build()
+    assert key != other.key(space, Budget(max_params=400_000), 0)
+    distill = SupernetConfig(kind="supernet", train=DATA | {"epochs": 1}, distill=False).build()
+    assert key != distill.key(space, Budget(max_params=400_000), 0)
+
+
+def test_an_exported_inherited_candidate_scores_what_its_trial_recorded(finished, tmp_path):
+    tmp, _, _ = finished
+    frame = load_trials(tmp / "run")
+    plain = frame[(frame.status == "ok") & frame.refined_accuracy.isna()].iloc[0]
+    written = export_trial(tmp / "run", int(plain.number), output=tmp_path / "export")
+    assert {"spec", "weights", "coreml"} <= set(written)
+    from mobilevit import create_model, load_spec
+    from nas.study.prepare import stored_config
+
+    config = stored_config(tmp / "run")
+    spec = load_spec(written["spec"])
+    net = create_model(spec)
+    net.load_state_dict(torch.load(written["weights"], weights_only=True))
+    evaluator = config.evaluator.build()
+    space = MobileViTSpace(config.space, num_classes=10, resolution=256)
+    (entry,) = SupernetStore(tmp / "store").entries()
+    bound = evaluator.attached(space, entry.folder, config.seed)
+    _, val = bound._data()
+    net.eval()
+    with torch.no_grad():
+        correct = sum(int((net(x).argmax(1) == y).sum()) for x, y in val)
+    assert 100 * correct / sum(len(y) for _, y in val) == pytest.approx(plain.accuracy, abs=1e-3)
+
+
+def test_a_refined_trial_exports_its_retrained_weights(finished, tmp_path):
+    tmp, _, _ = finished
+    frame = load_trials(tmp / "run")
+    refined = frame[frame.refined_accuracy.notna()].iloc[0]
+    written = export_trial(tmp / "run", int(refined.number), output=tmp_path / "export")
+    source = tmp / "run" / "trials" / str(int(refined.number)) / "refined_weights.pt"
+    assert written["weights"].read_bytes() == source.read_bytes()
+
+
+def test_an_unprepared_evaluator_and_a_spec_outside_the_space_are_one_line_errors(finished):
+    tmp, _, _ = finished
+    from mobilevit import get_fixed_point
+    from nas.study.prepare import stored_config
+
+    config = stored_config(tmp / "run")
+    spec = get_fixed_point("mobilevit_xxs").spec.replace(num_classes=10)
+    with pytest.raises(EvaluationError, match="not prepared"):
+        config.evaluator.build().evaluate(spec, seed=0, workdir=tmp, threads=1, device="cpu")
+    (entry,) = SupernetStore(tmp / "store").entries()
+    bound = config.evaluator.build().attached(MobileViTSpace(config.space, num_classes=10),
+                                              entry.folder, 0)
+    with pytest.raises(EvaluationError) as info:
+        bound.evaluate(spec, seed=0, workdir=tmp, threads=1, device="cpu")
+    assert "\n" not in str(info.value) and "space.block=v1" in str(info.value)
+
+
+def test_nas_supernet_info_lists_the_store_and_says_whether_a_study_has_one(finished, capsys,
+                                                                            tmp_path):
+    tmp, _, _ = finished
+    assert main(["supernet", "info", "--store", str(tmp / "store")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("1 supernet(s) in") and "sn: 1 epochs at 32 px" in out
+    study = tmp_path / "study.yaml"
+    run = json.loads(json.dumps(_study(tmp).config.model_dump(mode="json")))
+    import yaml
+
+    study.write_text(yaml.safe_dump({**run, "seed": 5}))
+    assert main(["supernet", "info", str(study)]) == 0
+    assert "not trained yet" in capsys.readouterr().out
+    assert main(["supernet", "train", str(ROOT / "studies" / "smoke.yaml")]) == 2
+    assert "evaluator.kind=dummy" in capsys.readouterr().err
