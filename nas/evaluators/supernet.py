@@ -157,8 +157,9 @@ class SupernetEvaluator:
             "supernet": folder.name, "store": str(folder.parent),
             "dataset": cfg.dataset.kind, "path": cfg.dataset.path,
             "classes": self.num_classes, "train_images": len(self._sources[0]),
-            "val_images": total, "epochs": cfg.epochs, "resolution": cfg.resolution,
-            "calibration_images": sum(len(b) for b in calibration), "seed": self.seed,
+            "val_images": total, "supernet_epochs": cfg.epochs, "resolution": cfg.resolution,
+            "calibration_images": sum(len(b) for b in calibration), "seed": seed,
+            "supernet_seed": self.seed,  # the trial's seed changes nothing: no training here
             "wall_time_s": round(time.perf_counter() - start, 3)})
 
 
@@ -236,7 +237,7 @@ def save_inherited_weights(config: Any, provenance: dict[str, Any], spec: ArchSp
     evaluator: SupernetEvaluator = config.evaluator.build()
     space = MobileViTSpace(config.space, num_classes=evaluator.num_classes,
                            resolution=config.budget.resolution)
-    bound = evaluator.attached(space, folder, int(provenance.get("seed", config.seed)))
+    bound = evaluator.attached(space, folder, int(provenance.get("supernet_seed", config.seed)))
     with torch.no_grad():
         net = bound.network(spec)
     torch.save(net.state_dict(), path)

@@ -213,8 +213,10 @@ def _parallel(trials: Any, importance: Any) -> tuple[Any, str]:
 
 def _pareto_table(trials: Any, run_dir: str) -> Any:
     pareto = trials[trials["pareto"]].sort_values(["latency_ms", "accuracy"])
-    table = pareto[["number", "label", "family", "accuracy", "latency_ms", "params", "macs",
-                    "fidelity", "oracle", "summary", "spec_id"]].copy()
+    extra = [c for c in ("accuracy_source", "refined_accuracy") if c in pareto
+             and pareto[c].notna().any()]
+    table = pareto[["number", "label", "family", "accuracy", *extra, "latency_ms", "params",
+                    "macs", "fidelity", "oracle", "summary", "spec_id"]].copy()
     table["params_m"] = table.pop("params") / 1e6
     table["macs_g"] = table.pop("macs") / 1e9
     table["export"] = [f"nas export {run_dir} --trial {n}" for n in table["number"]]
@@ -224,6 +226,8 @@ def _pareto_table(trials: Any, run_dir: str) -> Any:
 def _accuracy_label(config: StudyConfig) -> str:
     if config.evaluator.kind == "zero_cost":
         return f"zero-cost score ({config.evaluator.proxy})"
+    if config.evaluator.kind == "supernet":
+        return "top-1 accuracy, inherited from the supernet (%)"
     return "top-1 accuracy (%)"
 
 

@@ -352,6 +352,52 @@ def _always(data: ReportData) -> bool:
     return True
 
 
+def refined_points(data: ReportData) -> Any:
+    """The refined trials: inherited accuracy, retrained accuracy, and what each one is."""
+    t = data.trials
+    if "refined_accuracy" not in t:
+        return t.iloc[0:0][["number"]].assign(inherited=[], retrained=[])
+    rows = t[t["refined_accuracy"].notna() & t["duplicate_of"].isna()]
+    return rows[["number", "label", "accuracy", "refined_accuracy", "params", "latency_ms",
+                 "spec_id"]].rename(columns={"accuracy": "inherited",
+                                             "refined_accuracy": "retrained"})
+
+
+def inherited_retrained(data: ReportData) -> Any:
+    """Supernet (inherited-weight) accuracy against standalone retrained accuracy."""
+    import plotly.graph_objects as go
+
+    rows = refined_points(data)
+    fig = go.Figure()
+    values = [*rows["inherited"], *rows["retrained"]]
+    if values:
+        low, high = min(values), max(values)
+        pad = max(1.0, 0.05 * (high - low))
+        fig.add_trace(go.Scatter(x=[low - pad, high + pad], y=[low - pad, high + pad],
+                                 mode="lines", line=dict(color="#999999", dash="dot"),
+                                 name="equal", hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        x=rows["inherited"], y=rows["retrained"], mode="markers+text",
+        text=[f"#{n}" if not label else str(label) for n, label in zip(rows["number"],
+                                                                        rows["label"],
+                                                                        strict=True)],
+        textposition="top center", marker=dict(size=10, color="#0072B2"), name="refined",
+        hovertemplate="trial %{text}: inherited %{x:.1f} %, retrained %{y:.1f} %<extra></extra>"))
+    return _layout(fig, height=420, xaxis_title="inherited top-1 from the supernet (%)",
+                   yaxis_title="retrained top-1, standalone (%)", showlegend=False)
+
+
+def _rank_agreement(data: ReportData) -> list[str]:
+    rows = refined_points(data)
+    if len(rows) < 3:
+        return []
+    from scipy.stats import kendalltau
+
+    tau = kendalltau(rows["inherited"], rows["retrained"]).statistic
+    return [f"Kendall tau between the two on these {len(rows)} trials: {tau:.2f} (few points: "
+            "docs/supernet.md measures the ranking on many)."]
+
+
 def _no_caveats(data: ReportData) -> list[str]:
     return []
 
@@ -461,6 +507,13 @@ FIGURES: dict[str, Figure] = _registry(
         caption=("One line per completed trial through its search choices, coloured by "
                  "accuracy; drag along an axis to filter."),
         draw=parallel_coordinates, table=lambda d: d.parallel),
+    Figure(
+        "inherited_retrained", "Supernet accuracy vs retrained accuracy",
+        caption=("The refine step's trials: the accuracy each scored with weights inherited "
+                 "from the supernet (what the search ranked) against the accuracy of the same "
+                 "network trained standalone. The dotted line is equality."),
+        draw=inherited_retrained, table=refined_points,
+        shown=lambda d: len(refined_points(d)) > 0, caveats=_rank_agreement),
     Figure(
         "importance", "Parameter importance for accuracy",
         caption=("How much each search choice explains accuracy among the better trials "

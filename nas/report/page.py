@@ -166,6 +166,18 @@ PROBLEM_COLUMNS = [("number", "trial", "d"), ("status", "outcome", ""),
                    ("fail_reason", "reason", "")]
 
 
+def _pareto_columns(table: Any) -> list[tuple[str, str, str]]:
+    """The Pareto table's columns; with inherited accuracies, where each came from and the
+    refine step's retrained accuracy."""
+    if "accuracy_source" not in table:
+        return PARETO_COLUMNS
+    at = [c for c, _, _ in PARETO_COLUMNS].index("accuracy") + 1
+    extra = [("accuracy_source", "accuracy is", "")]
+    if "refined_accuracy" in table:
+        extra.append(("refined_accuracy", "retrained", ".2f"))
+    return [*PARETO_COLUMNS[:at], *extra, *PARETO_COLUMNS[at:]]
+
+
 def _table(frame: Any, columns: list[tuple[str, str, str]], *, table_id: str,
            command_column: str | None = None) -> Table:
     """A sortable table of ``frame``: ``columns`` are (column, header, number format)."""
@@ -234,7 +246,7 @@ def page_values(data: ReportData, figures: Mapping[str, Any], *, refresh_s: floa
         title=f"{cfg.name}: MobileViT NAS report", name=cfg.name,
         description=cfg.description.strip(), status=tuple(_status_line(data)),
         ablation=ablation, figures=tuple(cards),
-        pareto=_table(data.pareto_table, PARETO_COLUMNS, table_id="pareto",
+        pareto=_table(data.pareto_table, _pareto_columns(data.pareto_table), table_id="pareto",
                       command_column="export"),
         failed=_table(problems, PROBLEM_COLUMNS, table_id="failed"),
         infeasible=_table(infeasible, PROBLEM_COLUMNS, table_id="infeasible"),

@@ -40,6 +40,8 @@ def describe_fidelity(provenance: dict[str, Any] | None) -> str:
     text = str(p.get("evaluator", "?"))
     if p.get("metric") and p.get("metric") != "top1":
         text += f" {p['metric']}"
+    if p.get("inherited"):
+        text += f" (trained {p.get('supernet_epochs', '?')} epochs), inherited weights"
     if p.get("epochs") is not None:
         run = p.get("epochs_run")
         done = f"{run} of {p['epochs']}" if run is not None and run != p["epochs"] else p["epochs"]

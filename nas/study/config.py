@@ -992,11 +992,15 @@ def apply_settings(data: dict[str, Any], settings: Sequence[str],
 
 
 def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``changes`` applied: mappings merge key by key, anything else replaces."""
+    """``base`` with ``changes`` applied: mappings merge key by key, anything else replaces; a
+    mapping with another ``kind`` (an evaluator of another kind) replaces, as its fields are
+    another section's."""
     out = dict(base)
     for key, value in changes.items():
-        out[key] = (deep_merge(out[key], value) if isinstance(value, dict)
-                    and isinstance(out.get(key), dict) else value)
+        old = out.get(key)
+        merge = (isinstance(value, dict) and isinstance(old, dict)
+                 and value.get("kind", old.get("kind")) == old.get("kind"))
+        out[key] = deep_merge(old, value) if merge else value  # type: ignore[arg-type]
     return out
 
 

@@ -28,6 +28,9 @@ EVALUATORS = {
     "zero_cost": {"kind": "zero_cost", "proxy": "synflow", "resolution": 32, "batch_size": 4,
                   "dataset": PROCEDURAL},
     "dummy": {"kind": "dummy"},
+    "supernet": {"kind": "supernet", "calibration_batches": 1,
+                 "train": {"kind": "proxy_train", "train_images": 32, "val_images": 16,
+                           "resolution": 32, "epochs": 1, "batch_size": 16}},
 }
 LATENCIES = {
     "local": {"kind": "local", "resolution": 32, "warmup": 0, "runs": 2},
@@ -80,9 +83,21 @@ def test_each_section_builds_its_own_object():
 
 @pytest.mark.parametrize("kind", EVALUATOR_KINDS.kinds())
 def test_evaluator_contract(kind, tmp_path):
-    evaluator = _section("evaluator", EVALUATORS[kind]).build()
+    data = dict(EVALUATORS[kind])
+    if "store" in EVALUATOR_KINDS.member(kind).model_fields:
+        data["store"] = str(tmp_path / "store")
+    evaluator = _section("evaluator", data).build()
     assert isinstance(evaluator.name, str) and evaluator.num_classes >= 2
     spec = TINY.replace(num_classes=evaluator.num_classes)
+    if hasattr(evaluator, "for_search"):
+        # A kind that needs the study (a supernet over its space) is readied by the driver
+        # first; here over a space that holds just this network.
+        from nas.study.config import Budget
+        from search_spaces import MobileViTSpace
+
+        space = MobileViTSpace(MobileViTSpace().params_for(spec),
+                               num_classes=evaluator.num_classes)
+        evaluator = evaluator.for_search(space, Budget(), 0, say=lambda message: None)
     epochs = []
 
     def on_epoch(epoch, accuracy):

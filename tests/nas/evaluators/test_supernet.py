@@ -163,3 +163,17 @@ def test_nas_supernet_info_lists_the_store_and_says_whether_a_study_has_one(fini
     assert "not trained yet" in capsys.readouterr().out
     assert main(["supernet", "train", str(ROOT / "studies" / "smoke.yaml")]) == 2
     assert "evaluator.kind=dummy" in capsys.readouterr().err
+
+
+def test_the_report_marks_inherited_accuracies_and_draws_them_against_the_retrained(finished):
+    tmp, _, _ = finished
+    from nas.report.data import load_report_data
+    from nas.report.figures import FIGURES, refined_points, shown_figures
+
+    data = load_report_data(tmp / "run")
+    assert "inherited_retrained" in [f.id for f in shown_figures(data)]
+    rows = refined_points(data)
+    assert len(rows) == 2 and rows.retrained.between(0, 100).all()
+    assert "inherited" in data.accuracy_label
+    assert set(data.pareto_table.accuracy_source) == {"inherited"}
+    FIGURES["inherited_retrained"].draw(data)  # draws

@@ -409,6 +409,16 @@ def test_settings_apply_after_extends(tmp_path):
     assert config.evaluator.recipe.warmup_iters == base.evaluator.recipe.warmup_iters
 
 
+def test_a_file_that_extends_another_with_an_evaluator_of_another_kind_replaces_it():
+    from nas.study.config import load_study
+
+    base = load_study(ROOT / "studies" / "under_6m.yaml")
+    config = load_study(ROOT / "studies" / "under_6m_supernet.yaml")
+    assert base.evaluator.kind == "proxy_train" and config.evaluator.kind == "supernet"
+    assert config.evaluator.refine.evaluator == base.evaluator  # refined as under_6m trains
+    assert config.fixed_trials == base.fixed_trials and config.budget == base.budget
+
+
 def test_setting_another_kind_starts_the_section_afresh(tmp_path):
     path = _write(tmp_path, _with(latency={"kind": "local", "runs": 3}))
     config = load(path, ["latency.kind=predictor"]).config
