@@ -213,8 +213,8 @@ def _parallel(trials: Any, importance: Any) -> tuple[Any, str]:
 
 def _pareto_table(trials: Any, run_dir: str) -> Any:
     pareto = trials[trials["pareto"]].sort_values(["latency_ms", "accuracy"])
-    extra = [c for c in ("accuracy_source", "refined_accuracy") if c in pareto
-             and pareto[c].notna().any()]
+    inherited = "accuracy_source" in pareto and (pareto["accuracy_source"] == "inherited").any()
+    extra = ["accuracy_source", "refined_accuracy"] if inherited else []
     table = pareto[["number", "label", "family", "accuracy", *extra, "latency_ms", "params",
                     "macs", "fidelity", "oracle", "summary", "spec_id"]].copy()
     table["params_m"] = table.pop("params") / 1e6

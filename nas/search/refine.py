@@ -39,14 +39,20 @@ def front_to_refine(ledger: Any, top_k: int, maximise_first: bool) -> list[Any]:
     return chosen[:top_k]
 
 
-def refine_pending(ledger: Any, config: Any) -> bool:
-    """Whether the study has a refine step with trials of its front still to retrain."""
+def _to_refine(ledger: Any, config: Any) -> tuple[list[Any], list[Any]]:
+    """The front's trials the refine step retrains, and those of them not retrained yet."""
     refine = getattr(config.evaluator, "refine", None)
     if refine is None:
-        return False
+        return [], []
     maximise = config.objectives[0].resolved_direction == "maximize"
     chosen = front_to_refine(ledger, refine.top_k, maximise)
-    return any(t.number not in refined_by_source(ledger.study) for t in chosen)
+    done = refined_by_source(ledger.study)
+    return chosen, [t for t in chosen if t.number not in done]
+
+
+def refine_pending(ledger: Any, config: Any) -> bool:
+    """Whether the study has a refine step with trials of its front still to retrain."""
+    return bool(_to_refine(ledger, config)[1])
 
 
 def refine_front(driver: Any, ray: Any, remote: Any, progress: Any) -> int:
@@ -55,19 +61,12 @@ def refine_front(driver: Any, ray: Any, remote: Any, progress: Any) -> int:
     from nas.search.worker import TrialTask
 
     config = driver.config
-    refine = getattr(config.evaluator, "refine", None)
-    if refine is None:
-        return 0
     ledger = driver.ledger
-    maximise = config.objectives[0].resolved_direction == "maximize"
-    chosen = front_to_refine(ledger, refine.top_k, maximise)
-    study = refine_study(ledger.study._storage, config.name, config.directions, create=True)
-    done = {t.user_attrs.get("refine_of") for t in study.get_trials(deepcopy=False)
-            if t.state.name == "COMPLETE"}
-    todo = [t for t in chosen if t.number not in done]
+    chosen, todo = _to_refine(ledger, config)
     if not todo:
         return 0
-    ev_config = refine.evaluator
+    study = refine_study(ledger.study._storage, config.name, config.directions, create=True)
+    ev_config = config.evaluator.refine.evaluator
     ev_key = _evaluator_key(ev_config)
     evaluator = ev_config.build()
     progress.say(f"refine: retraining the Pareto front's best {len(todo)} of {len(chosen)} "

@@ -647,8 +647,7 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
         summary.counts = count_trials(ledger.trials())
         return summary
     progress.close()
-    if not stopping.startswith("interrupted"):
-        refine_front(driver, ray, remote, progress)
+    refine_front(driver, ray, remote, progress)
     counts = count_trials(ledger.trials())
     summary.counts = counts
     summary.pareto = [t.number for t in ledger.pareto()]

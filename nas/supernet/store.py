@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,5 +144,3 @@ class SupernetStore:
         os.replace(tmp, entry.folder / META)
         entry.checkpoint.unlink(missing_ok=True)
 
-
-Say = Callable[[str], None]
