@@ -560,9 +560,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input size (default: the spec's)")
     p.add_argument("--calibration", default=None,
                    help="predictor calibration file (default: the shipped iPhone 12 one)")
-    p.add_argument("--features", choices=("units", "network"), default=None,
-                   help="--backend predictor: sum cached per-block features (units, the "
-                        "default) or convert the whole network (network)")
+    p.add_argument("--features", choices=("templates", "units", "network"), default=None,
+                   help="--backend predictor: per-block features from written-down programs "
+                        "(templates, the default), from per-block conversions (units), or "
+                        "convert the whole network (network)")
     p.add_argument("--agent", default=None, help="latency agent URL (--backend agent)")
     p.add_argument("--token", default=None,
                    help="latency agent token (default: $NAS_AGENT_TOKEN)")

@@ -13,6 +13,10 @@ each op of the program is attributed to the unit whose input it is reachable fro
 is the one ``nas export`` writes less the joints between units, so what the converter could do
 across a joint is all that can differ from converting the whole network: the tests and
 ``bench/latency_oracle.py`` compare the two paths (docs/latency.md gives the figures).
+
+Most units need no conversion at all: :mod:`nas.latency.templates` writes a unit's program down
+from its fields, and :func:`unit_features` uses that wherever the installed coremltools and torch
+are known to produce exactly the written program (:func:`templates_trusted`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from mobilevit import ArchSpec
 from mobilevit.spec import Unit
 from nas.latency.base import default_cache_dir
 from nas.latency.features import FEATURES, ProgramFeatures, ops_features
+from nas.latency.templates import VERIFIED, has_template, probe_units, template_features
 
 # Bump when counting or conversion changes what a unit's stored features would be.
 REVISION = 1
@@ -72,6 +77,8 @@ class UnitFeatureCache:
         with self._connect() as db:
             db.execute("CREATE TABLE IF NOT EXISTS unit_features "
                        "(key TEXT PRIMARY KEY, features TEXT)")
+            db.execute("CREATE TABLE IF NOT EXISTS template_checks "
+                       "(versions TEXT PRIMARY KEY, trusted INTEGER)")
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30)
@@ -93,6 +100,18 @@ class UnitFeatureCache:
         with self._connect() as db:
             db.executemany("INSERT OR REPLACE INTO unit_features VALUES (?, ?)",
                            [(k, json.dumps(f.to_dict())) for k, f in entries.items()])
+
+    def template_check(self, versions: str) -> bool | None:
+        """The stored outcome of comparing templates with conversions under ``versions``."""
+        with self._connect() as db:
+            row = db.execute("SELECT trusted FROM template_checks WHERE versions = ?",
+                             (versions,)).fetchone()
+        return None if row is None else bool(row[0])
+
+    def put_template_check(self, versions: str, trusted: bool) -> None:
+        with self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO template_checks VALUES (?, ?)",
+                       (versions, int(trusted)))
 
 
 def _parse(text: str) -> ProgramFeatures | None:
@@ -150,14 +169,43 @@ def _reachable(var: Any) -> list[Any]:
     return list(seen.values())
 
 
-def unit_features(spec: ArchSpec, resolution: int,
-                  cache: UnitFeatureCache | None = None) -> ProgramFeatures:
-    """The features of ``spec``'s program at ``resolution``, summed over its units; units not in
-    ``cache`` (default: the latency cache) are converted and stored."""
+def templates_trusted(cache: UnitFeatureCache) -> bool:
+    """Whether :mod:`nas.latency.templates` describes what the installed coremltools and torch
+    convert: yes for the :data:`~nas.latency.templates.VERIFIED` versions; for others, the
+    templates of :func:`~nas.latency.templates.probe_units` (every unit design) are compared
+    with their conversion once, and the outcome is kept in ``cache``."""
+    versions = unit_versions()
+    if (versions["coremltools"], versions["torch"]) in VERIFIED:
+        return True
+    label = json.dumps(versions, sort_keys=True)
+    trusted = cache.template_check(label)
+    if trusted is None:
+        probes = probe_units()
+        trusted = all(template_features(u) == converted
+                      for u, converted in zip(probes, convert_units(probes), strict=True))
+        cache.put_template_check(label, trusted)
+    return trusted
+
+
+def unit_features(spec: ArchSpec, resolution: int, cache: UnitFeatureCache | None = None, *,
+                  templates: bool = True) -> ProgramFeatures:
+    """The features of ``spec``'s program at ``resolution``, summed over its units.
+
+    With ``templates`` (and :func:`templates_trusted`), a unit that has a template is counted on
+    its written-down program; every other unit is read from ``cache`` (default: the latency
+    cache), or converted and stored there.
+    """
     cache = cache or UnitFeatureCache()
     units = spec.units(resolution)
     keys = [unit_key(u) for u in units]
-    known = cache.get_many(sorted(set(keys)))
+    known: dict[str, ProgramFeatures] = {}
+    if templates and templates_trusted(cache):
+        for key, unit in zip(keys, units, strict=True):
+            if key not in known and has_template(unit):
+                known[key] = template_features(unit)
+    rest = sorted(set(keys) - set(known))
+    if rest:
+        known.update(cache.get_many(rest))
     missing = {k: u for k, u in zip(keys, units, strict=True) if k not in known}
     if missing:
         new = dict(zip(missing, convert_units(list(missing.values())), strict=True))

@@ -227,7 +227,9 @@ class PredictorOracle:
     """Predicts CoreML latency from the converted program of a spec (no device needed).
 
     ``calibration`` is a file written by ``nas latency calibrate`` (default: the shipped iPhone
-    12 calibration). ``features`` says how the program's features are read: ``"units"`` sums the
+    12 calibration). ``features`` says how the program's features are read, all three giving the
+    same features: ``"templates"`` writes each unit's program down from its fields and converts
+    only a unit no template describes (:mod:`nas.latency.templates`); ``"units"`` sums the
     features of the network's units, each converted once and kept in the sqlite file
     ``unit_cache`` (default: the latency cache; :mod:`nas.latency.blocks`); ``"network"``
     converts the whole network, the reference path.
@@ -235,7 +237,7 @@ class PredictorOracle:
 
     resolution: int
     calibration: str | None = None
-    features: str = "units"
+    features: str = "templates"
     unit_cache: str | None = None
     name: str = "predictor"
 
@@ -255,7 +257,8 @@ class PredictorOracle:
             return spec_features(spec, self.resolution)
         from nas.latency.blocks import UnitFeatureCache, unit_features
 
-        return unit_features(spec, self.resolution, UnitFeatureCache(self.unit_cache))
+        return unit_features(spec, self.resolution, UnitFeatureCache(self.unit_cache),
+                             templates=self.features == "templates")
 
     def measure(self, spec: ArchSpec) -> LatencyResult:
         cal = load_calibration(self.calibration)

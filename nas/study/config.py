@@ -476,13 +476,15 @@ class LocalLatencyConfig(_Model):
 class PredictorLatencyConfig(_Model):
     """CoreML latency predicted from the converted program (nas.latency.predictor): the offline
     iPhone oracle. ``calibration``: a file from ``nas latency calibrate`` (default: iPhone 12).
-    ``features``: ``units`` (each block converted once and cached, the default) or ``network``
-    (the whole network converted for every candidate, the reference path)."""
+    ``features``: ``templates`` (each block's program written down from its fields, no
+    conversion; the default), ``units`` (each block converted once and cached) or ``network``
+    (the whole network converted for every candidate, the reference path); all three read the
+    same features."""
 
     kind: Literal["predictor"]
     resolution: int = Field(256, ge=32)
     calibration: str | None = None
-    features: Literal["units", "network"] = "units"
+    features: Literal["templates", "units", "network"] = "templates"
     cache: str | None = None
 
     def build(self, device: str = "cpu") -> Any:
@@ -493,8 +495,9 @@ class PredictorLatencyConfig(_Model):
                                features=self.features, unit_cache=self.cache)
 
     def summary(self) -> str:
-        how = ("per-block features, each block converted once" if self.features == "units"
-               else "the whole network converted per candidate")
+        how = {"templates": "per-block features from written-down programs",
+               "units": "per-block features, each block converted once",
+               "network": "the whole network converted per candidate"}[self.features]
         return (f"predictor: CoreML latency predicted at {self.resolution}x{self.resolution} from "
                 f"{self.calibration or 'the shipped iPhone 12 calibration'} ({how})")
 

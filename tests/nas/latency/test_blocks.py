@@ -35,7 +35,7 @@ def cache(tmp_path):
 @pytest.mark.parametrize("attention", list(ATTENTIONS))
 def test_units_add_up_to_the_whole_network_for_each_block_design(family, attention, cache):
     spec = _with_family(XXS, family, attention)
-    _assert_same(unit_features(spec, RES, cache), spec_features(spec, RES))
+    _assert_same(unit_features(spec, RES, cache, templates=False), spec_features(spec, RES))
 
 
 def test_units_add_up_for_the_no_fusion_block_and_a_v2_network_at_an_odd_size(cache):
@@ -43,22 +43,22 @@ def test_units_add_up_for_the_no_fusion_block_and_a_v2_network_at_an_odd_size(ca
         dataclasses.replace(s, block=with_fusion(s.block, "none")) if s.block else s
         for s in XXS.stages))
     assert set(FUSION_FAMILIES) == {"v1", "none", "v2", "v3_v1", "v3_v2"}
-    _assert_same(unit_features(none, RES, cache), spec_features(none, RES))
+    _assert_same(unit_features(none, RES, cache, templates=False), spec_features(none, RES))
     v2 = get_fixed_point("mobilevitv2_050").spec  # 72 px: maps resized to the patch size
-    _assert_same(unit_features(v2, 72, cache), spec_features(v2, 72))
+    _assert_same(unit_features(v2, 72, cache, templates=False), spec_features(v2, 72))
 
 
 # specs at 256, converted at RES (maps smaller than a patch are resized)
 @pytest.mark.parametrize("spec", random_specs(3, seed=5, max_params=6_000_000),
                          ids=lambda s: s.spec_id)
 def test_units_add_up_for_random_specs(spec, cache):
-    _assert_same(unit_features(spec, RES, cache), spec_features(spec, RES))
+    _assert_same(unit_features(spec, RES, cache, templates=False), spec_features(spec, RES))
 
 
 def test_a_candidate_whose_units_are_cached_converts_nothing(cache, monkeypatch):
-    first = unit_features(XXS, RES, cache)
+    first = unit_features(XXS, RES, cache, templates=False)
     monkeypatch.setattr(blocks_module, "convert_units", _no_conversion)
-    assert unit_features(XXS, RES, cache) == first
+    assert unit_features(XXS, RES, cache, templates=False) == first
     # A new candidate made of known units: XXS with its last MV2 stage repeated once more
     # differs from XXS only in how many times one known unit appears.
     stages = list(XXS.stages)
@@ -66,7 +66,7 @@ def test_a_candidate_whose_units_are_cached_converts_nothing(cache, monkeypatch)
     deeper = XXS.replace(stages=tuple(stages))
     extra = [u for u in deeper.units(RES) if u.kind == "mv2"][2]
     (extra_features,) = cache.get_many([unit_key(extra)]).values()
-    _assert_same(unit_features(deeper, RES, cache), combine([first, extra_features]))
+    _assert_same(unit_features(deeper, RES, cache, templates=False), combine([first, extra_features]))
 
 
 def _no_conversion(units):
@@ -74,7 +74,7 @@ def _no_conversion(units):
 
 
 def test_only_the_missing_units_are_converted(cache, monkeypatch):
-    unit_features(XXS, RES, cache)
+    unit_features(XXS, RES, cache, templates=False)
     wider = XXS.replace(head_channels=XXS.head_channels + 8)
     converted = []
     real = blocks_module.convert_units
@@ -84,7 +84,7 @@ def test_only_the_missing_units_are_converted(cache, monkeypatch):
         return real(units)
 
     monkeypatch.setattr(blocks_module, "convert_units", spy)
-    _assert_same(unit_features(wider, RES, cache), spec_features(wider, RES))
+    _assert_same(unit_features(wider, RES, cache, templates=False), spec_features(wider, RES))
     assert [u.kind for u in converted] == ["head"]
 
 
@@ -114,10 +114,10 @@ def test_a_unit_key_changes_with_every_field_and_with_the_versions(monkeypatch):
 @pytest.mark.parametrize("garbage", ["not json", '{"values": {}, "op_types": {}}',
                                      '{"values": null}', '[]'])
 def test_a_corrupt_cache_entry_is_rebuilt_not_trusted(cache, garbage):
-    good = unit_features(XXS, RES, cache)
+    good = unit_features(XXS, RES, cache, templates=False)
     stem = unit_key(XXS.units(RES)[0])
     with sqlite3.connect(cache.path) as db:
         db.execute("UPDATE unit_features SET features = ? WHERE key = ?", (garbage, stem))
     assert cache.get_many([stem]) == {}
-    assert unit_features(XXS, RES, cache) == good
+    assert unit_features(XXS, RES, cache, templates=False) == good
     assert cache.get_many([stem]) != {}  # rewritten

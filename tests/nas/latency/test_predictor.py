@@ -113,14 +113,18 @@ def test_the_cache_answers_a_second_query_without_converting(tmp_path, monkeypat
     assert other.key(XXS) != oracle.key(XXS)
 
 
-def test_per_unit_and_whole_network_predictions_agree_under_their_own_keys(tmp_path):
-    units = PredictorOracle(resolution=64, unit_cache=str(tmp_path / "units.sqlite"))
-    network = PredictorOracle(resolution=64, features="network")
-    assert units.features == "units" and units.key(XXS) != network.key(XXS)
-    by_units, by_network = units.measure(XXS), network.measure(XXS)
-    assert by_units.median_ms == pytest.approx(by_network.median_ms, rel=1e-4)
-    assert (by_units.details["terms"]
-            == pytest.approx(by_network.details["terms"], rel=1e-4, abs=1e-6))
+def test_template_unit_and_whole_network_predictions_agree_under_their_own_keys(tmp_path):
+    cache = str(tmp_path / "units.sqlite")
+    oracles = [PredictorOracle(resolution=64, unit_cache=cache),
+               PredictorOracle(resolution=64, unit_cache=cache, features="units"),
+               PredictorOracle(resolution=64, features="network")]
+    assert oracles[0].features == "templates"
+    assert len({o.key(XXS) for o in oracles}) == 3
+    templates, *others = [o.measure(XXS) for o in oracles]
+    for other in others:
+        assert templates.median_ms == pytest.approx(other.median_ms, rel=1e-4)
+        assert templates.details["terms"] == pytest.approx(other.details["terms"], rel=1e-4,
+                                                           abs=1e-6)
 
 
 def _synthetic_points(weights):
@@ -147,7 +151,7 @@ def test_calibrate_from_a_measurements_file_recovers_the_device(tmp_path, capsys
     assert "leave-one-out relative error: median 0.0%" in capsys.readouterr().out
     cal = Calibration.load(out)
     assert cal.weights == pytest.approx(truth, rel=1e-3) and cal.device == "Test phone"
-    for features in ("units", "network"):
+    for features in ("templates", "units", "network"):
         assert main(["latency", "mobilevit_xxs", "--resolution", "64", "--calibration", str(out),
                      "--features", features, "--cache", str(tmp_path / "cache.sqlite"),
                      "--json"]) == 0
