@@ -2,12 +2,12 @@
 
 Converting a unit to CoreML (``torch.export``, then coremltools' ~95 passes) takes seconds, but
 what comes out is fixed by the unit's fields: the builder's ops, after the converter has folded
-BatchNorms and identity affines into convolutions, fused SiLU, cancelled what cancels and merged
-back-to-back reshapes. This module writes that program down for each unit kind the builder makes
-(stem, MV2, the MobileViT block with each registered attention kind that has a template, head),
-op by op with every tensor shape, and counts it with the same
-:func:`nas.latency.features.ops_features` that counts a converted program. A unit is then
-predicted in microseconds.
+each BatchNorm into its convolution, dropped the identity affines of freshly built norms and
+merged back-to-back reshapes. This module writes that program down for each unit kind the builder
+makes (stem, MV2, the MobileViT block with each registered attention kind that has a template,
+head), op by op with every tensor shape, and counts it with the same
+:func:`nas.latency.features.ops_features` that counts a converted program, in well under a
+millisecond per unit.
 
 A template is a claim about what a particular coremltools and torch produce, so it is trusted only
 where it was checked: :data:`VERIFIED` lists the versions the tests compared it against (every op
