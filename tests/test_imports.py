@@ -1,6 +1,7 @@
 """The one architectural rule: imports flow mobilevit <- search_spaces <- nas."""
 
 import ast
+import os
 import pathlib
 import subprocess
 import sys
@@ -57,3 +58,15 @@ def test_commands_that_read_specs_build_no_network(argv):
     out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
                          check=True, cwd=ROOT)
     assert out.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_a_latency_prediction_neither_converts_nor_imports_torch(tmp_path):
+    # The predictor reads written-down unit programs (nas.latency.templates): no torch.export,
+    # no coremltools, so `nas latency` answers in well under a second.
+    code = ("import sys; from nas.cli import main; main(sys.argv[1:]); "
+            "print([m for m in ('torch', 'coremltools') if m in sys.modules], file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code, "latency", "mobilevitv3_xs"],
+                         capture_output=True, text=True, check=True, cwd=ROOT,
+                         env={**os.environ, "NAS_CACHE_DIR": str(tmp_path)})
+    assert out.stderr.strip().splitlines()[-1] == "[]"
+    assert "predicted" in out.stdout

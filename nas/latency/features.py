@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from mobilevit import ArchSpec, MobileViT
+from mobilevit import ArchSpec
 
 # Bytes per element as the phone runs the program: float tensors in fp16 (the ML-program default),
 # whatever precision the program was converted at here.
@@ -145,6 +145,7 @@ def convert_to_mil(spec: ArchSpec, resolution: int) -> Any:
     pipeline manager does that unconditionally; here the program is validated once, at the end).
     Together they were 40 % of the conversion time.
     """
+    from mobilevit import MobileViT
     from nas.export import coreml_inputs, exported_program, quiet_converters
 
     with quiet_converters():
