@@ -73,14 +73,19 @@ class UnitFeatureCache:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else default_cache_dir() / "latency.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS unit_features "
-                       "(key TEXT PRIMARY KEY, features TEXT)")
-            db.execute("CREATE TABLE IF NOT EXISTS template_checks "
-                       "(versions TEXT PRIMARY KEY, trusted INTEGER)")
+        self._ready = False
 
     def _connect(self) -> sqlite3.Connection:
+        # The file is opened on first use, not on construction: with templates, most predictions
+        # never read it.
+        if not self._ready:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with sqlite3.connect(self.path, timeout=30) as db:
+                db.execute("CREATE TABLE IF NOT EXISTS unit_features "
+                           "(key TEXT PRIMARY KEY, features TEXT)")
+                db.execute("CREATE TABLE IF NOT EXISTS template_checks "
+                           "(versions TEXT PRIMARY KEY, trusted INTEGER)")
+            self._ready = True
         return sqlite3.connect(self.path, timeout=30)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, ProgramFeatures]:

@@ -254,8 +254,8 @@ def _block(p: Program, u: Unit) -> None:
         g = p.op("add", g, a, out=g)
         f = _norm(p, spec.norm, layout, g)
         if layout == "tokens":
-            f = p.op("silu", p.linear(f, spec.ffn_dim), out=(*f[:-1], spec.ffn_dim))
-            f = p.linear(f, d)
+            hidden = p.linear(f, spec.ffn_dim)
+            f = p.linear(p.op("silu", hidden, out=hidden), d)
         else:
             f = p.conv(p.conv(f, spec.ffn_dim, 1, act=True), d, 1)
         g = p.op("add", g, f, out=g)
