@@ -65,7 +65,9 @@ class Ledger:
         # The study's counts and Pareto front, kept up to date by this driver's own steps
         # between recounts, so that a step costs the same however many trials are stored.
         self.counts = Counts()
-        self._status: dict[int, TrialStatus] = {}
+        self._status: dict[int, TrialStatus] = {}  # trial number -> status when last read
+        self._open: set[int] = set()  # numbers last read (or set) running or waiting
+        self._seen = 0  # trials below this number have been read
         self._signs = [-1.0 if o.resolved_direction == "maximize" else 1.0
                        for o in config.objectives]
         self.front: list[tuple[int, tuple[float, ...]]] = []  # (number, values)
@@ -94,16 +96,35 @@ class Ledger:
     # -- counts -----------------------------------------------------------------------------------
 
     def recount(self) -> Counts:
-        """Count every trial again and rebuild :attr:`front` from the storage.
-
-        Needed once per session, and before each dispatch where other drivers may change the
-        study too (PostgreSQL); otherwise :attr:`counts` and :attr:`front` follow this driver's
-        own steps and equal a recount."""
-        self._status = {t.number: TrialStatus.of(t) for t in self.trials()}
+        """Count every trial again and rebuild :attr:`front` from the storage (once per
+        session); :meth:`sync` keeps both up to date after that."""
+        self._status, self._open, self._seen = {}, set(), 0
         self.counts = Counts()
-        for status in self._status.values():
-            self.counts.add(status)
-        self.front = [(t.number, tuple(t.values)) for t in self.pareto()]
+        self.front = []
+        return self.sync()
+
+    def sync(self) -> Counts:
+        """Bring :attr:`counts` and :attr:`front` up to date with the storage, where other
+        drivers (PostgreSQL) or re-queues may have added or finished trials.
+
+        A finished trial never changes again, so only the trials not read before and those
+        last read unfinished are looked at: a step costs the same however many are stored."""
+        trials = self.trials()
+        if trials and trials[-1].number != len(trials) - 1:  # numbers are not list positions
+            self._status, self._open, self._seen = {}, set(), 0
+            self.counts, self.front = Counts(), []
+            fresh, changed = trials, []
+        else:
+            fresh = trials[self._seen:]
+            changed = [trials[n] for n in sorted(self._open) if n < self._seen]
+        for trial in (*changed, *fresh):
+            status = TrialStatus.of(trial)
+            if self._status.get(trial.number) == status:
+                continue
+            self._set(trial.number, status)
+            if status == TrialStatus.OK:
+                self._offer(trial.number, list(trial.values))
+        self._seen = len(trials)
         return self.counts
 
     def _set(self, number: int, status: TrialStatus) -> None:
@@ -112,6 +133,10 @@ class Ledger:
             self.counts.add(old, -1)
         self._status[number] = status
         self.counts.add(status)
+        if status in (TrialStatus.RUNNING, TrialStatus.WAITING):  # may still change
+            self._open.add(number)
+        else:
+            self._open.discard(number)
 
     def _offer(self, number: int, values: list[float]) -> None:
         """Add an evaluated trial to :attr:`front` unless a member dominates it."""
@@ -149,9 +174,6 @@ class Ledger:
         trial = self.study.ask()
         self._beat(trial.number, trial._trial_id)  # Optuna has no public accessor for the id
         trial.set_user_attr("driver", self.driver)
-        if trial.number not in self._status and (
-                "fixed_point" in trial.user_attrs or "requeued_from" in trial.user_attrs):
-            self.counts.add(TrialStatus.WAITING, -1)  # queued since the last recount
         self._set(trial.number, TrialStatus.RUNNING)
         return trial
 
@@ -207,7 +229,6 @@ class Ledger:
                 if fixed.name not in done:
                     self.study.enqueue_trial(fixed.params or {},
                                              user_attrs={"fixed_point": fixed.name})
-                    self.counts.add(TrialStatus.WAITING)
                     added += 1
         return added
 
@@ -225,7 +246,6 @@ class Ledger:
         self.end_shadow(number, self._optuna.trial.TrialState.FAIL)
         keep = {k: v for k, v in attrs.items() if k == "fixed_point"}
         self.study.enqueue_trial(params, user_attrs={**keep, "requeued_from": number})
-        self.counts.add(TrialStatus.WAITING)
 
     def end_shadow(self, number: int, state: Any, value: float | None = None) -> None:
         shadow_trial = self.shadow_trials.pop(number, None)

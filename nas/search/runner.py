@@ -605,7 +605,7 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
                     break
                 # Counting and asking are one step: another driver may be asking right now.
                 with ledger.lock.held():
-                    counts = ledger.recount() if ledger.lock.shared else ledger.counts
+                    counts = ledger.sync()
                     if target is not None and counts.evaluated + counts.running >= target:
                         break
                     driver.dispatch(ray, remote)
@@ -613,7 +613,7 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
                     progress.update(ledger.counts, len(ledger.front), "")
                     last_draw = time.monotonic()
             if not driver.running:
-                counts = ledger.recount() if ledger.lock.shared else ledger.counts
+                counts = ledger.sync()
                 # Other drivers' trials are still running: wait for them (or reap them if their
                 # driver dies) so that the study ends with its trials, then end together.
                 if (stopping or not counts.running or not ledger.heartbeat.enabled
