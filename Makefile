@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install lint bench clean
+.PHONY: run test install lint bench bench-env clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
@@ -26,6 +26,11 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# timm, for the side-by-side model benchmarks only (bench/_timm.py): without its dependencies,
+# since torchvision has no CPU wheel for the pinned torch; never needed by the package or tests.
+bench-env: install
+	$(BIN)/python -m pip install --quiet --no-deps timm
 
 bench: install
 	$(BIN)/python bench/search_overhead.py
