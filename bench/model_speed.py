@@ -74,11 +74,13 @@ def _timeit(fn: Callable[[], object], *, warmup: int, repeats: int, sync: Callab
 
 
 def measure_model(name: str, device: str, *, quick: bool,
-                  batches: tuple[int, ...] = (1, 32), train: bool = True) -> dict[str, float]:
-    """Forward img/s at ``batches`` and (optionally) training img/s at batch 32 for one model."""
+                  batches: tuple[int, ...] = (1, 32), train: bool = True,
+                  model: nn.Module | None = None) -> dict[str, float]:
+    """Forward img/s at ``batches`` and (optionally) training img/s at batch 32 for one model
+    (ours unless ``model`` is given)."""
     cuda = device == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    model = mobilevit.create_model(name).to(device)
+    model = (model or mobilevit.create_model(name)).to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu",
@@ -119,6 +121,58 @@ def measure_model(name: str, device: str, *, quick: bool,
 
     sec = _timeit(train_step, warmup=1 if not cuda else 5, repeats=reps, sync=sync)
     out["train_b32_img_s"] = batch / sec
+    return out
+
+
+def timm_twin(name: str, timm: object) -> nn.Module | None:
+    """timm's implementation of ``name`` carrying a fresh model's weights of ours, checked to give
+    identical logits; None where timm has no such model (it has no MobileViTv3)."""
+    try:
+        theirs = timm.create_model(name)  # type: ignore[attr-defined]
+    except RuntimeError:
+        return None
+    ours = mobilevit.create_model(name)
+    mine, their_state = ours.state_dict(), theirs.state_dict()
+    # Both register the same tensors in the same order; the logits check below proves it.
+    if [v.shape for v in mine.values()] != [v.shape for v in their_state.values()]:
+        raise SystemExit(f"{name}: timm's tensors do not line up with ours")
+    theirs.load_state_dict(dict(zip(their_state, mine.values(), strict=True)))
+    x = torch.randn(2, 3, RES, RES)
+    with torch.no_grad():
+        if not torch.equal(ours.eval()(x), theirs.eval()(x)):
+            raise SystemExit(f"{name}: timm's logits differ from ours after copying the weights")
+    return theirs
+
+
+def compare_timm(quick: bool, rounds: int = 2) -> dict[str, dict[str, float]]:
+    """Ours against timm, side by side: per model, ``rounds`` alternating measurements of each,
+    the best of each kept (the least disturbed by other load)."""
+    from _timm import load_timm
+
+    timm = load_timm()
+    out: dict[str, dict[str, float]] = {}
+    keys = ("forward_b1_img_s", "forward_b32_img_s", "train_b32_img_s")
+    print(f"\nOurs against timm {timm.__version__} (same weights, identical logits), CPU, "
+          f"{torch.get_num_threads()} threads, {RES}x{RES}: images/s, ours / timm")
+    print(f"{'model':<18}" + "".join(f"{k[:-6]:>26}" for k in keys))
+    for name in MODELS:
+        twin = timm_twin(name, timm)
+        if twin is None:
+            print(f"{name:<18}  (not in timm)")
+            continue
+        best: dict[str, dict[str, float]] = {"ours": {}, "timm": {}}
+        for _ in range(rounds):
+            for who, model in (("ours", None), ("timm", twin)):
+                r = measure_model(name, "cpu", quick=quick, model=model)
+                for k in keys:
+                    best[who][k] = max(best[who].get(k, 0.0), r[k])
+        row = {**{f"ours_{k}": best["ours"][k] for k in keys},
+               **{f"timm_{k}": best["timm"][k] for k in keys},
+               **{f"ratio_{k}": best["ours"][k] / best["timm"][k] for k in keys}}
+        out[name] = row
+        print(f"{name:<18}" + "".join(
+            f"{best['ours'][k]:>9.1f} /{best['timm'][k]:>7.1f} ={row[f'ratio_{k}']:>5.2f}x"
+            for k in keys))
     return out
 
 
@@ -172,8 +226,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--out", default="bench/results/model_speed.json")
+    parser.add_argument("--timm-only", action="store_true",
+                        help="only the side-by-side comparison with timm (needs make bench-env); "
+                             "its JSON goes to --out")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.timm_only:
+        tuned = tune_cpu_allocator()
+        write_results(args.out, {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                                 "allocator_tuned": tuned,
+                                 "timm": compare_timm(args.quick)})
+        return
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     results: dict[str, object] = {
