@@ -80,7 +80,7 @@ def measure_model(name: str, device: str, *, quick: bool,
     (ours unless ``model`` is given)."""
     cuda = device == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    model = (model or mobilevit.create_model(name)).to(device)
+    model = (mobilevit.create_model(name) if model is None else model).to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu",

@@ -62,8 +62,8 @@ class Ledger:
         self.session_infeasible = 0
         self.new_trials = 0
         self._optuna = optuna
-        # The study's counts and Pareto front, kept up to date by this driver's own steps
-        # between recounts, so that a step costs the same however many trials are stored.
+        # The study's counts and Pareto front, kept up to date by this driver's own steps and
+        # by sync(), so that a step costs the same however many trials are stored.
         self.counts = Counts()
         self._status: dict[int, TrialStatus] = {}  # trial number -> status when last read
         self._open: set[int] = set()  # numbers last read (or set) running or waiting
@@ -109,14 +109,9 @@ class Ledger:
 
         A finished trial never changes again, so only the trials not read before and those
         last read unfinished are looked at: a step costs the same however many are stored."""
-        trials = self.trials()
-        if trials and trials[-1].number != len(trials) - 1:  # numbers are not list positions
-            self._status, self._open, self._seen = {}, set(), 0
-            self.counts, self.front = Counts(), []
-            fresh, changed = trials, []
-        else:
-            fresh = trials[self._seen:]
-            changed = [trials[n] for n in sorted(self._open) if n < self._seen]
+        trials = self.trials()  # Optuna numbers a study's trials 0, 1, ... in this order
+        fresh = trials[self._seen:]
+        changed = [trials[n] for n in sorted(self._open) if n < self._seen]
         for trial in (*changed, *fresh):
             status = TrialStatus.of(trial)
             if self._status.get(trial.number) == status:
