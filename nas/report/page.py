@@ -105,6 +105,10 @@ def _counts(trials: Any) -> Counts:
     counts = Counts()
     for status, n in (trials["status"].value_counts().items() if len(trials) else ()):
         counts.add(TrialStatus(status), int(n))
+    if len(trials):
+        repeats = (trials["status"] == TrialStatus.OK) & trials["duplicate_of"].notna() \
+            & trials["fixed_point"].isna()
+        counts.repeated = int(repeats.sum())
     return counts
 
 
@@ -112,11 +116,12 @@ def _status_line(data: ReportData) -> list[tuple[str, str]]:
     """(label, value) pairs of the header: progress, ETA, best so far, set-up."""
     t, cfg = data.trials, data.config
     c = _counts(t)
-    evaluated = c.evaluated  # as `nas status` counts: trained or failed
+    evaluated = c.counted  # as `nas status` counts: trained or failed, repeats aside
     target = cfg.trials
     elapsed = float(t["elapsed_min"].max()) if t["elapsed_min"].notna().any() else 0.0
+    repeats = f", {c.repeated} repeats" if c.repeated else ""
     items = [("trials", f"{evaluated}" + (f" of {target}" if target else "")
-              + f" evaluated ({c.ok} ok, {c.pruned} pruned, {c.failed} failed), "
+              + f" evaluated ({c.ok} ok, {c.pruned} pruned, {c.failed} failed{repeats}), "
               f"{c.running} running, {c.infeasible} rejected by the budget"),
              ("elapsed", f"{elapsed:.1f} min")]
     if target and evaluated < target and evaluated and elapsed > 0:

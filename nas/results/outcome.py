@@ -68,6 +68,9 @@ class Counts:
     """Trials of a study by status."""
 
     by_status: dict[TrialStatus, int] = field(default_factory=dict)
+    # Searched trials whose network an earlier trial already evaluated: recorded (the sampler
+    # learns from them) with that trial's result, but not counted towards ``trials``.
+    repeated: int = 0
 
     def add(self, status: TrialStatus, n: int = 1) -> None:
         """Count ``n`` more trials of ``status`` (fewer when negative)."""
@@ -90,15 +93,31 @@ class Counts:
 
     @property
     def evaluated(self) -> int:
-        """Trials that count towards ``trials``."""
+        """Trials trained (fully or until pruned) or failed while being evaluated, repeats
+        included."""
         return sum(n for s, n in self.by_status.items() if s.evaluated)
+
+    @property
+    def counted(self) -> int:
+        """Trials that count towards a study's ``trials``: evaluated ones, less repeats."""
+        return self.evaluated - self.repeated
+
+
+def is_repeat(attrs: dict[str, Any]) -> bool:
+    """Whether a finished trial's user attributes mark a searched proposal of a network an
+    earlier trial evaluated (a fixed trial sharing a network is a row of its own, not a
+    repeat)."""
+    return "duplicate_of" in attrs and "fixed_point" not in attrs
 
 
 def count_trials(trials: list[Any]) -> Counts:
     """Counts of a study's trials (Optuna FrozenTrial list) by status."""
     counts = Counts()
     for t in trials:
-        counts.add(TrialStatus.of(t))
+        status = TrialStatus.of(t)
+        counts.add(status)
+        if status == TrialStatus.OK and is_repeat(t.user_attrs):
+            counts.repeated += 1
     return counts
 
 

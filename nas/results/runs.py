@@ -150,10 +150,12 @@ def status_text(run_dir: str | Path) -> str:
     trials = study.get_trials(deepcopy=False)
     c = count_trials(trials)
     target = config.trials
-    state = ("finished" if target and c.evaluated >= target and not c.running else
+    state = ("finished" if target and c.counted >= target and not c.running else
              "running or stopped")
+    repeats = (f" and {c.repeated} repeats of evaluated networks (not counted)"
+               if c.repeated else "")
     lines = [f"study {config.name} ({Path(run_dir)}): {state}",
-             f"  evaluated {c.evaluated}{f' of {target}' if target else ''}: {c.ok} ok, "
+             f"  evaluated {c.counted}{f' of {target}' if target else ''}{repeats}: {c.ok} ok, "
              f"{c.pruned} pruned, {c.failed} failed; {c.infeasible} infeasible (over budget, "
              "not trained); "
              f"{c.interrupted} interrupted and re-queued; {c.running} running; "

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from nas.results.outcome import Counts, TrialStatus
+from nas.results.outcome import Counts, TrialStatus, is_repeat
 from nas.search.lease import Heartbeat, StaleTrials, StudyLock
 from nas.study.budget import Verdict
 from nas.study.config import StudyConfig
@@ -60,6 +60,7 @@ class Ledger:
         self.last_reap = time.monotonic()
         self.driver = f"{socket.gethostname()}:{os.getpid()}"
         self.session_infeasible = 0
+        self.repeats_in_row = 0  # searched proposals of evaluated networks since a new one
         self.new_trials = 0
         self._optuna = optuna
         # The study's counts and Pareto front, kept up to date by this driver's own steps and
@@ -119,6 +120,7 @@ class Ledger:
             self._set(trial.number, status)
             if status == TrialStatus.OK:
                 self._offer(trial.number, list(trial.values))
+                self.counts.repeated += is_repeat(trial.user_attrs)
         self._seen = len(trials)
         return self.counts
 
@@ -264,6 +266,7 @@ class Ledger:
         trial.set_user_attr("fail_reason", reason)
         self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
         self._set(trial.number, TrialStatus.FAILED)
+        self.repeats_in_row = 0
         self._unbeat(trial.number)
         self.end_shadow(trial.number, self._optuna.trial.TrialState.FAIL)
         self.new_trials += 1
@@ -274,6 +277,7 @@ class Ledger:
         trial.set_user_attr("status", TrialStatus.PRUNED.value)
         self.study.tell(trial, state=self._optuna.trial.TrialState.PRUNED)
         self._set(trial.number, TrialStatus.PRUNED)
+        self.repeats_in_row = 0
         self._unbeat(trial.number)
         self.end_shadow(trial.number, self._optuna.trial.TrialState.PRUNED)
         self.new_trials += 1
@@ -290,6 +294,11 @@ class Ledger:
         self.study.tell(trial, values)
         self._set(trial.number, TrialStatus.OK)
         self._offer(trial.number, values)
+        if is_repeat({**attrs, **trial.user_attrs}):
+            self.counts.repeated += 1
+            self.repeats_in_row += 1
+        else:
+            self.repeats_in_row = 0
         self._unbeat(trial.number)
         self.end_shadow(trial.number, self._optuna.trial.TrialState.COMPLETE, attrs["accuracy"])
         self.new_trials += 1

@@ -43,7 +43,7 @@ from nas.search.pruning import EpochReporter
 from nas.search.refine import refine_front, refine_pending
 from nas.search.worker import AttemptFence, TrialTask, execute
 from nas.study.budget import BudgetGate, Verdict, invalid_verdict
-from nas.study.config import StudyConfig, StudyError
+from nas.study.config import FREE_FIELDS, StudyConfig, StudyError
 from nas.study.prepare import (
     PreparedStudy,
     stored_config,
@@ -142,18 +142,21 @@ class Progress:
         if self.stream is None:
             return
         elapsed = time.monotonic() - self.start
-        done = counts.evaluated
+        done = counts.counted
         eta = "?"
         new = done - self.start_done
         if self.target and new > 0:
             eta = _duration(elapsed / new * max(0, self.target - done))
         total = f"/{self.target}" if self.target else ""
         pruned = f"pruned {counts.pruned} | " if counts.pruned else ""
-        line = (f"trials {done}{total} | running {counts.running} | {pruned}failed {counts.failed} | "
+        repeated = f"repeats {counts.repeated} | " if counts.repeated else ""
+        line = (f"trials {done}{total} | running {counts.running} | {pruned}{repeated}"
+                f"failed {counts.failed} | "
                 f"infeasible {counts.infeasible} | Pareto {pareto}{best} | "
                 f"{_duration(elapsed)} elapsed, ETA {eta}")
         # On a terminal the line is redrawn; in a log, a line is written when something changed.
-        state = (done, counts.running, counts.failed, counts.infeasible, pareto, best)
+        state = (done, counts.running, counts.repeated, counts.failed, counts.infeasible, pareto,
+                 best)
         if self.tty:
             self.stream.write("\r\033[K" + line)
             self.stream.flush()
@@ -509,8 +512,7 @@ def check_run_folder(prepared: PreparedStudy, config: StudyConfig, resume: bool)
             update={"timeout_minutes": config.timeout_minutes})
     changed = sorted(k for k in type(stored).model_fields
                      if getattr(stored, k) != getattr(config, k)
-                     and k not in ("trials", "timeout_minutes", "workers", "description",
-                                   "output", "max_infeasible"))
+                     and k not in FREE_FIELDS)
     raise StudyError(f"{prepared.run_dir}: holds a run of a different study (changed: "
                      f"{', '.join(changed)}); add --resume to continue it as stored, or set "
                      "another output folder")
@@ -551,11 +553,11 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
     counts = count_trials(ledger.trials())
     summary = RunSummary(prepared.run_dir, counts)
     target = config.trials
-    if (target is not None and counts.evaluated >= target and counts.running == 0
+    if (target is not None and counts.counted >= target and counts.running == 0
             and not refine_pending(ledger, config)):
         summary.finished = True
         summary.pareto = [t.number for t in ledger.pareto()]
-        progress.say(f"study {config.name} is finished: {counts.evaluated} of {target} trials "
+        progress.say(f"study {config.name} is finished: {counts.counted} of {target} trials "
                      f"evaluated ({counts.failed} failed, {counts.infeasible} infeasible); "
                      f"nothing to do. Results: {prepared.run_dir}")
         return summary
@@ -570,10 +572,10 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
         progress.say(f"re-queued {requeued} trial(s) interrupted in an earlier session")
     ledger.enqueue_fixed()
     counts = ledger.recount()
-    if counts.evaluated:
-        progress.say(f"resuming study {config.name}: {counts.evaluated} of {target or '?'} "
+    if counts.counted:
+        progress.say(f"resuming study {config.name}: {counts.counted} of {target or '?'} "
                      "trials already evaluated")
-    progress.start_done = counts.evaluated
+    progress.start_done = counts.counted
     remote = ray.remote(execute)
     # The time limit counts from here, so a supernet trained first is inside it.
     deadline = (time.monotonic() + config.timeout_minutes * 60 if config.timeout_minutes
@@ -603,10 +605,14 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
                 if getattr(driver.sampler, "exhausted", False):
                     stopping = "every point of the grid was evaluated"
                     break
+                if ledger.repeats_in_row >= config.max_repeats:
+                    stopping = (f"the sampler proposed {ledger.repeats_in_row} evaluated networks "
+                                "in a row; the space may be exhausted (max_repeats)")
+                    break
                 # Counting and asking are one step: another driver may be asking right now.
                 with ledger.lock.held():
                     counts = ledger.sync()
-                    if target is not None and counts.evaluated + counts.running >= target:
+                    if target is not None and counts.counted + counts.running >= target:
                         break
                     driver.dispatch(ray, remote)
                 if stream is not None and time.monotonic() - last_draw > 0.5:
@@ -617,7 +623,7 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
                 # Other drivers' trials are still running: wait for them (or reap them if their
                 # driver dies) so that the study ends with its trials, then end together.
                 if (stopping or not counts.running or not ledger.heartbeat.enabled
-                        or (target is not None and counts.evaluated >= target)):
+                        or (target is not None and counts.counted >= target)):
                     break
                 time.sleep(1.0)
                 continue
@@ -652,13 +658,14 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
     summary.counts = counts
     summary.pareto = [t.number for t in ledger.pareto()]
     summary.new_trials = ledger.new_trials
-    summary.finished = target is not None and counts.evaluated >= target
+    summary.finished = target is not None and counts.counted >= target
     summary.stopped_by = stopping
     from nas.results.runs import write_results
 
     write_results(ledger.study, config, prepared.run_dir)
     verb = "finished" if summary.finished else f"stopped ({stopping})" if stopping else "ended"
-    progress.say(f"study {config.name} {verb}: {counts.evaluated} trials evaluated, "
+    repeats = f" ({counts.repeated} repeats of them not counted)" if counts.repeated else ""
+    progress.say(f"study {config.name} {verb}: {counts.evaluated} trials evaluated{repeats}, "
                  f"{counts.failed} failed, {counts.infeasible} infeasible, Pareto set "
                  f"{len(summary.pareto)}. Results: {prepared.run_dir} (trials.csv, "
                  f"trials.parquet); see `nas report {_short(prepared.run_dir)}` or "

@@ -20,13 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from nas.study.budget import BudgetGate
-from nas.study.config import StudyConfig, StudyError
+from nas.study.config import FREE_FIELDS, StudyConfig, StudyError
 from nas.study.prepare import JOURNAL_FILE, PreparedStudy, load, smallest_networks, stored_config
-
-# Fields that may change on an existing run folder without making it another study
-# (the runner's rule, nas.search.runner.check_run_folder).
-_FREE_FIELDS = ("trials", "timeout_minutes", "workers", "description", "output",
-                "max_infeasible")
 
 
 def mask_url(url: str) -> str:
@@ -99,7 +94,7 @@ def _run_dir_facts(prepared: PreparedStudy) -> dict[str, Any]:
         out["state"] = "different study"
         out["changed"] = sorted(k for k in type(stored).model_fields
                                 if getattr(stored, k) != getattr(config, k)
-                                and k not in _FREE_FIELDS)
+                                and k not in FREE_FIELDS)
     return out
 
 

@@ -715,6 +715,12 @@ def fixed_trial_name(entry: FixedTrialEntry) -> str:
     return Path(entry).stem if entry.endswith(".json") else entry
 
 
+# Fields that may change on an existing run folder without making it another study: how long
+# and how wide a study runs, and what it is called, not what it searches.
+FREE_FIELDS = ("trials", "timeout_minutes", "workers", "description", "output",
+               "max_infeasible", "max_repeats")
+
+
 class StudyConfig(_Model):
     """A whole study file. See studies/under_6m.yaml for an annotated example."""
 
@@ -731,6 +737,7 @@ class StudyConfig(_Model):
     trials: int | None = Field(None, gt=0)
     timeout_minutes: float | None = Field(None, gt=0)
     max_infeasible: int | None = Field(None, gt=0)
+    max_repeats: int = Field(200, gt=0)
     fixed_trials: list[FixedTrialEntry] = []
     ablation: AblationConfig | None = None
     workers: WorkersConfig = WorkersConfig()
@@ -813,8 +820,7 @@ class StudyConfig(_Model):
 
     def fingerprint(self) -> str:
         """A hash of everything that defines the search (not how long or how wide it runs)."""
-        data = self.model_dump(mode="json", exclude={"trials", "timeout_minutes", "workers",
-                                                     "description", "output", "max_infeasible"})
+        data = self.model_dump(mode="json", exclude=set(FREE_FIELDS))
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -43,8 +43,12 @@ def test_sync_follows_trials_added_and_finished_elsewhere(tmp_path):
     assert [n for n, _ in mine.front] == [third.number]  # better on both objectives
     own = mine.ask()
     mine.tell_ok(own, FITS, {"accuracy": 0.9})
+    other.tell_ok(other.ask(), FITS, {"accuracy": 0.9, "duplicate_of": own.number})
+    mine.tell_ok(mine.ask(), FITS, {"accuracy": 0.9, "duplicate_of": own.number})
     mine.sync()
     _check(mine)
+    assert mine.counts.repeated == 2 and mine.counts.counted == mine.counts.evaluated - 2
+    assert mine.repeats_in_row == 1
     mine.close()
     other.close()
 

@@ -114,12 +114,37 @@ def test_the_same_network_is_evaluated_once(tmp_path):
     fixed = {k: v for k, v in MobileViTSpace().params_for(params).items()
              if not k.endswith(".heads")}
     prepared = _study(tmp_path, space=fixed, budget={"max_params": 2_000_000},
-                      evaluator={"record": str(record)}, fixed_trials=[], trials=4)
+                      evaluator={"record": str(record)}, fixed_trials=[], trials=4,
+                      max_repeats=3)
     summary = run_study(prepared, stream=None)
-    assert summary.counts.ok == 4
+    # The repeats are recorded with the first trial's result but do not count towards
+    # `trials`: the study stops when the sampler keeps proposing the one network it has.
+    assert summary.counts.ok == 4 and summary.counts.repeated == 3
+    assert summary.counts.counted == 1 and not summary.finished
+    assert "max_repeats" in summary.stopped_by
     assert len(record.read_text().split()) == 1
     frame = trials_frame(open_run(tmp_path / "run")[0])
     assert frame.duplicate_of.notna().sum() == 3 and frame.accuracy.nunique() == 1
+    assert "3 repeats of evaluated networks (not counted)" in status_text(tmp_path / "run")
+
+
+def test_repeats_do_not_count_towards_trials(tmp_path):
+    # Two networks in the whole space (heads do not change a separable-attention network):
+    # a study of 2 trials ends with both evaluated, however often the sampler repeats one.
+    params = mobilevit.get_fixed_point("mobilevitv2_050").spec
+    from search_spaces import MobileViTSpace
+
+    fixed = {k: v for k, v in MobileViTSpace().params_for(params).items()
+             if not k.endswith(".heads") and k != "s5.mv2_expansion"}
+    fixed["s5.mv2_expansion"] = [2, 4]
+    prepared = _study(tmp_path, space=fixed, budget={"max_params": 2_000_000},
+                      fixed_trials=[], trials=2, sampler={"kind": "random"})
+    summary = run_study(prepared, stream=None)
+    assert summary.finished and summary.counts.counted == 2
+    assert summary.counts.ok == 2 + summary.counts.repeated
+    study, _ = open_run(tmp_path / "run")
+    specs = {t.user_attrs["spec_id"] for t in study.get_trials()}
+    assert len(specs) == 2
 
 
 def test_a_torn_journal_record_is_dropped(tmp_path):
