@@ -3,7 +3,7 @@
     python bench/report_scale.py [--trials 5000 500] [--loads 3] [--out ...]
 
 For each size, a run folder is filled with that many trials of the default study
-(studies/under_6m.yaml): the 15 published designs as fixed trials, then networks drawn at random
+(studies/under_6m_scratch.yaml): the 15 published designs as fixed trials, then networks drawn at random
 from the search space, counted by the budget gate exactly as in a study (infeasible ones kept as
 such); accuracy and latency are synthetic (a noisy function of MACs and parameters, no training),
 a few trials failed or pruned. Then ``nas report`` builds the page, and Chromium (via playwright)
@@ -36,7 +36,7 @@ from nas.study.prepare import load, write_config
 from search_spaces.mobilevit import SpaceError
 
 ROOT = Path(__file__).resolve().parents[1]
-STUDY = ROOT / "studies" / "under_6m.yaml"
+STUDY = ROOT / "studies" / "under_6m_scratch.yaml"
 NARROW = {"s3.width": {"high": 128}, "s4.width": {"high": 192}, "s5.width": {"high": 256},
           "s3.dim": {"high": 144}, "s4.dim": {"high": 192}, "s5.dim": {"high": 240},
           "s4.depth": {"high": 4}, "s5.depth": {"high": 3}}

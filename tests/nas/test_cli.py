@@ -200,7 +200,7 @@ def test_space_command_lists_parameters(capsys):
 
 # -- nas check ------------------------------------------------------------------------------------
 
-UNDER_6M = SMOKE.parent / "under_6m.yaml"
+UNDER_6M = SMOKE.parent / "under_6m_scratch.yaml"  # every candidate trained: a proxy's costs
 
 
 def _budget_counts(name, budget):
@@ -266,7 +266,7 @@ def test_check_under_6m_json_has_every_fixed_trial_with_exact_sizes(capsys, tmp_
     code, out, _ = run(capsys, "check", str(UNDER_6M), "--json")
     assert code == 0
     facts = json.loads(out)
-    assert facts["study"]["name"] == "under_6m" and facts["valid"]
+    assert facts["study"]["name"] == "under_6m_scratch" and facts["valid"]
     assert [f["name"] for f in facts["fixed_trials"]] == data["fixed_trials"]
     for row in facts["fixed_trials"]:
         params, macs = _budget_counts(row["name"], data["budget"])
@@ -302,6 +302,21 @@ def test_check_under_6m_text(capsys, tmp_path, monkeypatch):
     assert sum(line.endswith("M MACs  within budget") for line in out.splitlines()) == len(
         data["fixed_trials"])
     assert not (tmp_path / "runs").exists()
+
+
+def test_check_the_default_study_says_its_supernet_is_trained_first(capsys, tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    code, out, _ = run(capsys, "check", str(SMOKE.parent / "under_6m.yaml"), "--json")
+    assert code == 0
+    facts = json.loads(out)
+    assert facts["study"]["name"] == "under_6m" and facts["study"]["trials"] == 515
+    assert facts["study"]["evaluator"]["kind"] == "supernet"
+    assert all(row["in_budget"] for row in facts["fixed_trials"])
+    code, out, _ = run(capsys, "check", str(SMOKE.parent / "under_6m.yaml"))
+    assert code == 0 and "is not stored: `nas run` trains it first (3 epochs)" in out
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
 
 
 def test_check_starts_no_ray_and_creates_nothing(tmp_path):

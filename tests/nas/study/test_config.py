@@ -409,14 +409,27 @@ def test_settings_apply_after_extends(tmp_path):
     assert config.evaluator.recipe.warmup_iters == base.evaluator.recipe.warmup_iters
 
 
-def test_a_file_that_extends_another_with_an_evaluator_of_another_kind_replaces_it():
+def test_a_file_that_extends_another_with_an_evaluator_of_another_kind_replaces_it(tmp_path):
     from nas.study.config import load_study
 
-    base = load_study(ROOT / "studies" / "under_6m.yaml")
-    config = load_study(ROOT / "studies" / "under_6m_supernet.yaml")
+    base = load_study(ROOT / "studies" / "under_6m_scratch.yaml")
+    path = _write(tmp_path, f"extends: {ROOT / 'studies' / 'under_6m_scratch.yaml'}\n"
+                  "evaluator: {kind: supernet, train: {kind: proxy_train, epochs: 1}}\n")
+    config = load_study(path)
     assert base.evaluator.kind == "proxy_train" and config.evaluator.kind == "supernet"
-    assert config.evaluator.refine.evaluator == base.evaluator  # refined as under_6m trains
+    assert config.evaluator.train.epochs == 1 and not hasattr(config.evaluator, "val_images")
     assert config.fixed_trials == base.fixed_trials and config.budget == base.budget
+
+
+def test_the_default_study_refines_as_the_scratch_study_trains():
+    from nas.study.config import load_study
+
+    scratch = load_study(ROOT / "studies" / "under_6m_scratch.yaml")
+    default = load_study(ROOT / "studies" / "under_6m.yaml")
+    assert default.evaluator.kind == "supernet" and scratch.evaluator.kind == "proxy_train"
+    assert default.evaluator.refine.evaluator == scratch.evaluator
+    assert default.fixed_trials == scratch.fixed_trials and default.budget == scratch.budget
+    assert default.latency == scratch.latency and default.objectives == scratch.objectives
 
 
 def test_setting_another_kind_starts_the_section_afresh(tmp_path):
