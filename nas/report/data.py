@@ -152,11 +152,15 @@ def _derive(frame: Any, specs: Mapping[str, ArchSpec]) -> Any:
     if "pareto" not in trials:
         trials["pareto"] = False
     trials["pareto"] = trials["pareto"].fillna(False).astype(bool)
+    if "repeat" not in trials:  # a table written before repeats were marked
+        trials["repeat"] = (trials["duplicate_of"].notna() & trials["fixed_point"].isna()
+                            if "duplicate_of" in trials else False)
+    trials["repeat"] = trials["repeat"].fillna(False).astype(bool)
     return trials
 
 
 def _front(trials: Any) -> Any:
-    ok = trials[trials["status"] == TrialStatus.OK]
+    ok = trials[(trials["status"] == TrialStatus.OK) & ~trials["repeat"]]
     front = front_rows(ok, [("accuracy", "maximize"), ("latency_ms", "minimize")])
     return front.sort_values(["latency_ms", "accuracy"])
 

@@ -106,9 +106,7 @@ def _counts(trials: Any) -> Counts:
     for status, n in (trials["status"].value_counts().items() if len(trials) else ()):
         counts.add(TrialStatus(status), int(n))
     if len(trials):
-        repeats = (trials["status"] == TrialStatus.OK) & trials["duplicate_of"].notna() \
-            & trials["fixed_point"].isna()
-        counts.repeated = int(repeats.sum())
+        counts.repeated = int(((trials["status"] == TrialStatus.OK) & trials["repeat"]).sum())
     return counts
 
 

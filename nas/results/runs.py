@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nas.results.outcome import TrialStatus, count_trials
+from nas.results.outcome import TrialStatus, count_trials, is_repeat
 from nas.study.config import StudyConfig, StudyError
 from nas.study.prepare import CONFIG_FILE, open_storage, stored_config
 
@@ -81,7 +81,7 @@ def trials_frame(study: Any) -> Any:
                "accuracy": a.get("accuracy"), "latency_ms": a.get("latency_ms"),
                "params": a.get("params"), "macs": a.get("macs"), "spec_id": a.get("spec_id"),
                "fail_reason": a.get("fail_reason"), "duplicate_of": a.get("duplicate_of"),
-               "requeued_from": a.get("requeued_from"),
+               "requeued_from": a.get("requeued_from"), "repeat": is_repeat(a),
                "wall_time_s": a.get("wall_time_s"), "pareto": False,
                "evaluator": ev.get("evaluator"), "eval_epochs": ev.get("epochs"),
                "eval_resolution": ev.get("resolution"),
@@ -98,7 +98,8 @@ def trials_frame(study: Any) -> Any:
         for key, value in t.params.items():
             row[f"param.{key}"] = value
         rows.append(row)
-        if row["status"] == TrialStatus.OK and t.values is not None:
+        # A repeat carries its original's values: the original alone stands on the front.
+        if row["status"] == TrialStatus.OK and t.values is not None and not row["repeat"]:
             values.append((len(rows) - 1, t.values))
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -167,7 +168,8 @@ def status_text(run_dir: str | Path) -> str:
         lines.append(f"  failed trial {t.number}: {t.user_attrs.get('fail_reason')}")
     # The same Pareto set as trials_frame's, without building the whole table (pandas' import
     # alone is most of this command's time).
-    done = [t for t in trials if TrialStatus.of(t) == TrialStatus.OK and t.values is not None]
+    done = [t for t in trials if TrialStatus.of(t) == TrialStatus.OK and t.values is not None
+            and not is_repeat(t.user_attrs)]
     maximise = [d.name == "MAXIMIZE" for d in study.directions]
     mask = pareto_mask([t.values for t in done], maximise)
     front = [t for t, on in zip(done, mask, strict=True) if on]

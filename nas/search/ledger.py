@@ -91,8 +91,9 @@ class Ledger:
         return self.study.get_trials(deepcopy=False)
 
     def pareto(self) -> list[Any]:
-        """Pareto-optimal feasible evaluated trials (read from the storage)."""
-        return [t for t in self.study.best_trials if TrialStatus.of(t) == TrialStatus.OK]
+        """Pareto-optimal feasible evaluated trials (read from the storage), repeats left out."""
+        return [t for t in self.study.best_trials
+                if TrialStatus.of(t) == TrialStatus.OK and not is_repeat(t.user_attrs)]
 
     # -- counts -----------------------------------------------------------------------------------
 
@@ -119,8 +120,10 @@ class Ledger:
                 continue
             self._set(trial.number, status)
             if status == TrialStatus.OK:
-                self._offer(trial.number, list(trial.values))
-                self.counts.repeated += is_repeat(trial.user_attrs)
+                repeat = is_repeat(trial.user_attrs)
+                self.counts.repeated += repeat
+                if not repeat:  # a repeat carries its original's values, already offered
+                    self._offer(trial.number, list(trial.values))
         self._seen = len(trials)
         return self.counts
 
@@ -293,11 +296,11 @@ class Ledger:
         values = objective_values(self.config, metrics)
         self.study.tell(trial, values)
         self._set(trial.number, TrialStatus.OK)
-        self._offer(trial.number, values)
         if is_repeat({**attrs, **trial.user_attrs}):
             self.counts.repeated += 1
             self.repeats_in_row += 1
         else:
+            self._offer(trial.number, values)
             self.repeats_in_row = 0
         self._unbeat(trial.number)
         self.end_shadow(trial.number, self._optuna.trial.TrialState.COMPLETE, attrs["accuracy"])

@@ -125,7 +125,12 @@ def test_the_same_network_is_evaluated_once(tmp_path):
     assert len(record.read_text().split()) == 1
     frame = trials_frame(open_run(tmp_path / "run")[0])
     assert frame.duplicate_of.notna().sum() == 3 and frame.accuracy.nunique() == 1
-    assert "3 repeats of evaluated networks (not counted)" in status_text(tmp_path / "run")
+    # One network, one Pareto member: the original, not its repeats.
+    first = int(frame.number[frame.duplicate_of.isna()].iloc[0])
+    assert summary.pareto == [first] and frame.number[frame.pareto].tolist() == [first]
+    text = status_text(tmp_path / "run")
+    assert "3 repeats of evaluated networks (not counted)" in text
+    assert "Pareto set (1 trials" in text
 
 
 def test_repeats_do_not_count_towards_trials(tmp_path):

@@ -1,0 +1,245 @@
+"""Does the supernet rank architectures the way standalone training does?
+
+    python bench/supernet_ranking.py [--data ../shared/data/cifar10-jpg.tar.gz]
+        [--study studies/under_6m.yaml] [--sampled 9] [--seeds 2] [--epochs 6]
+        [--supernet-epochs 12] [--images-per-class 200] [--resolution 32]
+        [--out bench/results/supernet_ranking.json] [--fresh]
+
+On CIFAR-10, over the default study's space and budget:
+
+1. trains the weight-sharing supernet (the study's sandwich settings, the training below) into a
+   store of its own under the output's folder, timing it and its peak memory;
+2. takes the study's fixed points (the published designs under its budget) and ``--sampled``
+   architectures drawn at random from the space under the budget;
+3. scores each with its inherited weights (cut, BatchNorm recalibrated, top-1 on the test
+   images), timing each evaluation;
+4. trains each standalone on the same images, ``--seeds`` seeds, the same recipe;
+5. reports Kendall tau and Spearman rho of the inherited accuracy against the standalone mean,
+   beside the same correlations for parameter count, MACs and NASWOT, the correlation of one
+   standalone seed with the other (the reference's own noise), the same restricted to the better
+   half, and the agreement on the six published same-size pairs where the papers say which is
+   better (v3 over v1 for XXS, XS, S; v3 over v2 for 0.5, 0.75, 1.0).
+
+Training uses the papers' recipe loop with a step-indexed cosine, as bench/proxy_fidelity.py.
+Results are written after every step, and a re-run continues from them (``--fresh`` starts over).
+Skipped when the CIFAR-10 archive is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from mobilevit.complexity import complexity
+from nas.evaluators.train import TrainEvaluator
+from nas.evaluators.zero_cost import ZeroCostEvaluator
+from nas.runtime import tune_cpu_allocator
+from nas.study.budget import BudgetGate
+from nas.study.config import (
+    DatasetConfig,
+    RecipeConfig,
+    SupernetConfig,
+    TrainConfig,
+    ZeroCostConfig,
+)
+from nas.study.prepare import load
+from nas.supernet.sampling import SandwichSampler
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (the better one by its paper, the other) at the same size
+PAPER_PAIRS = [("mobilevitv3_xxs", "mobilevit_xxs"), ("mobilevitv3_xs", "mobilevit_xs"),
+               ("mobilevitv3_s", "mobilevit_s"), ("mobilevitv3_050", "mobilevitv2_050"),
+               ("mobilevitv3_075", "mobilevitv2_075"), ("mobilevitv3_100", "mobilevitv2_100")]
+
+
+def correlations(scores: dict[str, float], reference: dict[str, float]) -> dict[str, float]:
+    """Kendall tau and Spearman rho of ``scores`` against ``reference`` on their common names."""
+    names = [n for n in scores if n in reference]
+    frame = pd.DataFrame({"score": [scores[n] for n in names],
+                          "reference": [reference[n] for n in names]})
+    return {"kendall_tau": float(frame.corr(method="kendall").iloc[0, 1]),
+            "spearman_rho": float(frame.corr(method="spearman").iloc[0, 1]),
+            "models": len(names)}
+
+
+def pair_agreement(scores: dict[str, float]) -> dict[str, object]:
+    """How many of the papers' same-size pairs ``scores`` orders as the paper does."""
+    pairs = [(a, b) for a, b in PAPER_PAIRS if a in scores and b in scores]
+    agree = [f"{a}>{b}" for a, b in pairs if scores[a] > scores[b]]
+    return {"agree": len(agree), "pairs": len(pairs), "which": agree}
+
+
+def _recipe() -> RecipeConfig:
+    return RecipeConfig(lr=2e-3, min_lr=0.0, cosine_per="step", warmup_iters=50,
+                        warmup_init_lr=0.0, ema_momentum=None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared/data/cifar10-jpg.tar.gz"))
+    parser.add_argument("--study", default=str(ROOT / "studies/under_6m.yaml"))
+    parser.add_argument("--sampled", type=int, default=9)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=6, help="standalone training epochs")
+    parser.add_argument("--supernet-epochs", type=int, default=12)
+    parser.add_argument("--images-per-class", type=int, default=200)
+    parser.add_argument("--val-per-class", type=int, default=100)
+    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--out", default=str(ROOT / "bench/results/supernet_ranking.json"))
+    parser.add_argument("--fresh", action="store_true")
+    args = parser.parse_args()
+    archive = Path(args.data)
+    if not archive.exists():
+        print(f"skipped: {archive} is not there (this benchmark needs CIFAR-10)")
+        return
+    tune_cpu_allocator()
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() and not args.fresh else {}
+    settings = {k: getattr(args, k) for k in ("study", "sampled", "seeds", "epochs",
+                                              "supernet_epochs", "images_per_class",
+                                              "val_per_class", "resolution", "threads")}
+    if results.get("settings", settings) != settings:
+        sys.exit(f"{out} holds results of other settings; add --fresh to start over")
+    results["settings"] = settings
+    results.setdefault("models", {})
+
+    def save() -> None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2))
+
+    prepared = load(args.study)
+    study = prepared.config
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        data = DatasetConfig(kind="folder", path=tmp, val_split="test",
+                             images_per_class=args.images_per_class,
+                             val_images_per_class=args.val_per_class)
+
+        def train_config(epochs: int) -> TrainConfig:
+            return TrainConfig(kind="train", dataset=data, epochs=epochs,
+                               resolution=args.resolution, batch_size=32, crop_scale=(0.35, 1.0),
+                               eval_resize=1.0, loader_workers=1, save_weights=False,
+                               recipe=_recipe())
+
+        base = study.evaluator
+        assert isinstance(base, SupernetConfig), f"{args.study}: not a supernet study"
+        config = base.model_copy(update={
+            "train": train_config(args.supernet_epochs), "eval_images": None, "refine": None,
+            "store": str(out.parent / "supernet_ranking_store")})
+        space = prepared.space
+        # 1. the supernet
+        start = time.perf_counter()
+        evaluator = config.build().for_search(space, study.budget, study.seed,
+                                              label="supernet_ranking", say=print,
+                                              threads=args.threads)
+        if "supernet" not in results:
+            meta = json.loads((Path(evaluator.folder) / "meta.json").read_text()) \
+                if (Path(evaluator.folder) / "meta.json").exists() else {}
+            results["supernet"] = {
+                "wall_time_s": round(meta.get("wall_time_s", time.perf_counter() - start), 1),
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "history": meta.get("history"), "key": Path(evaluator.folder).name}
+            save()
+        # 2. the architectures
+        gate = BudgetGate(study.budget)
+        archs = {f.name: f.spec for f in prepared.fixed if gate.check(f.spec).feasible}
+        sampler = SandwichSampler(space, gate, seed=study.seed + 7919)
+        for i in range(args.sampled):
+            archs[f"sampled_{i}"] = sampler.random(step=10**6, index=i)
+        naswot = ZeroCostEvaluator(ZeroCostConfig(kind="zero_cost", proxy="naswot",
+                                                  resolution=args.resolution, batch_size=64,
+                                                  dataset=data))
+        standalone = TrainEvaluator(train_config(args.epochs))
+        work = Path(tmp) / "work"
+        for name, spec in archs.items():
+            row = results["models"].setdefault(name, {"spec_id": spec.spec_id})
+            counted = complexity(spec.replace(num_classes=study.budget.count_classes),
+                                 study.budget.resolution)
+            row.update(params=counted.params, macs=counted.macs)
+            if "inherited" not in row:  # 3. inherited weights
+                t0 = time.perf_counter()
+                r = evaluator.evaluate(spec, seed=0, workdir=work / name, threads=args.threads,
+                                       device="cpu")
+                row["inherited"] = r.accuracy
+                row["inherited_s"] = round(time.perf_counter() - t0, 3)
+                t0 = time.perf_counter()
+                row["naswot"] = naswot.evaluate(spec, seed=0, workdir=work / name,
+                                                threads=args.threads, device="cpu").accuracy
+                row["naswot_s"] = round(time.perf_counter() - t0, 3)
+                save()
+            seeds = row.setdefault("standalone", {})
+            for seed in range(args.seeds):  # 4. standalone
+                if str(seed) in seeds:
+                    continue
+                t0 = time.perf_counter()
+                r = standalone.evaluate(spec, seed=seed, workdir=work / f"{name}-{seed}",
+                                        threads=args.threads, device="cpu")
+                seeds[str(seed)] = {"top1": r.accuracy,
+                                    "seconds": round(time.perf_counter() - t0, 1)}
+                save()
+            print(f"{name:<20} inherited {row['inherited']:6.2f} %  standalone "
+                  + " / ".join(f"{v['top1']:.2f}" for v in seeds.values()) + " %", flush=True)
+    # 5. the correlations
+    models = results["models"]
+    mean = {n: statistics.mean(v["top1"] for v in m["standalone"].values())
+            for n, m in models.items()}
+    scores = {"inherited (supernet)": {n: m["inherited"] for n, m in models.items()},
+              "params": {n: float(m["params"]) for n, m in models.items()},
+              "macs": {n: float(m["macs"]) for n, m in models.items()},
+              "naswot": {n: m["naswot"] for n, m in models.items()}}
+    if args.seeds >= 2:
+        scores["standalone seed 0 vs mean"] = {n: m["standalone"]["0"]["top1"]
+                                               for n, m in models.items()}
+        seed0 = {n: m["standalone"]["0"]["top1"] for n, m in models.items()}
+        seed1 = {n: m["standalone"]["1"]["top1"] for n, m in models.items()}
+        results["seed_vs_seed"] = correlations(seed0, seed1)
+    better = sorted(mean, key=mean.get, reverse=True)[:max(2, len(mean) // 2)]
+    table = []
+    for label, values in scores.items():
+        top = correlations({n: values[n] for n in better}, mean)
+        table.append({"score": label, **correlations(values, mean),
+                      "top_half_kendall_tau": top["kendall_tau"],
+                      "paper_pairs": pair_agreement(values)})
+    table.append({"score": "standalone mean", "paper_pairs": pair_agreement(mean)})
+    results["correlations"] = table
+    inherited_s = [m["inherited_s"] for m in models.values()]
+    standalone_s = [v["seconds"] for m in models.values() for v in m["standalone"].values()]
+    results["seconds_per_candidate"] = {"inherited_median": statistics.median(inherited_s),
+                                        "standalone_median": statistics.median(standalone_s)}
+    save()
+    print(f"\n{len(models)} architectures; supernet trained in "
+          f"{results['supernet']['wall_time_s'] / 60:.1f} min, peak RSS "
+          f"{results['supernet']['peak_rss_mib']} MiB; a candidate scored in "
+          f"{statistics.median(inherited_s):.2f} s inherited against "
+          f"{statistics.median(standalone_s):.0f} s standalone (medians)")
+    print(f"{'score':<28}{'Kendall tau':>12}{'Spearman rho':>14}{'tau, top half':>15}"
+          f"{'paper pairs':>13}")
+    for row in table:
+        pairs = row["paper_pairs"]
+        if "kendall_tau" in row:
+            print(f"{row['score']:<28}{row['kendall_tau']:>12.3f}{row['spearman_rho']:>14.3f}"
+                  f"{row['top_half_kendall_tau']:>15.3f}{pairs['agree']:>9}/{pairs['pairs']}")
+        else:
+            print(f"{row['score']:<28}{'':>41}{pairs['agree']:>9}/{pairs['pairs']}")
+    if "seed_vs_seed" in results:
+        s = results["seed_vs_seed"]
+        print(f"standalone seed 0 vs seed 1: tau {s['kendall_tau']:.3f}, "
+              f"rho {s['spearman_rho']:.3f} (the reference's own noise)")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
