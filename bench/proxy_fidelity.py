@@ -30,11 +30,11 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from _results import resume_cifar_bench
 
 import mobilevit
 from nas.evaluators.train import TrainEvaluator
 from nas.evaluators.zero_cost import ZeroCostEvaluator
-from nas.runtime import tune_cpu_allocator
 from nas.study.config import DatasetConfig, RecipeConfig, TrainConfig, ZeroCostConfig
 
 ZERO_COST = ("synflow", "naswot", "grad_norm", "params", "macs")
@@ -64,13 +64,10 @@ def main() -> None:
                         help="the proxy rung's name in the results (to keep several settings)")
     parser.add_argument("--fresh", action="store_true")
     args = parser.parse_args()
-    archive = Path(args.data)
-    if not archive.exists():
-        print(f"skipped: {archive} is not there (this benchmark needs CIFAR-10)")
+    archive, out = Path(args.data), Path(args.out)
+    results = resume_cifar_bench(args.data, args.out, args.fresh)
+    if results is None:
         return
-    tune_cpu_allocator()
-    out = Path(args.out)
-    results = json.loads(out.read_text()) if out.exists() and not args.fresh else {}
     results.setdefault("scores", {})
     results.setdefault("settings", {})[args.label] = {
         "proxy_images_per_class": args.proxy_images, "epochs": args.epochs,

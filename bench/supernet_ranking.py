@@ -39,11 +39,11 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from _results import resume_cifar_bench
 
 from mobilevit.complexity import complexity
 from nas.evaluators.train import TrainEvaluator
 from nas.evaluators.zero_cost import ZeroCostEvaluator
-from nas.runtime import tune_cpu_allocator
 from nas.study.budget import BudgetGate
 from nas.study.config import (
     DatasetConfig,
@@ -100,13 +100,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench/results/supernet_ranking.json"))
     parser.add_argument("--fresh", action="store_true")
     args = parser.parse_args()
-    archive = Path(args.data)
-    if not archive.exists():
-        print(f"skipped: {archive} is not there (this benchmark needs CIFAR-10)")
+    archive, out = Path(args.data), Path(args.out)
+    results = resume_cifar_bench(args.data, args.out, args.fresh)
+    if results is None:
         return
-    tune_cpu_allocator()
-    out = Path(args.out)
-    results = json.loads(out.read_text()) if out.exists() and not args.fresh else {}
     settings = {k: getattr(args, k) for k in ("study", "sampled", "seeds", "epochs",
                                               "supernet_epochs", "images_per_class",
                                               "val_per_class", "resolution", "threads")}

@@ -168,6 +168,10 @@ def cmd_supernet(args: argparse.Namespace) -> int:
         print(entry.summary() if entry.complete else
               f"{entry.key}  not trained yet (it would go to {entry.folder})")
         return 0
+    if config.evaluator.train_workers > 1:  # Ray Train workers on the study's Ray instance
+        from nas.search.runner import init_ray
+
+        init_ray(config)
     bound = evaluator.for_search(prepared.space, config.budget, config.seed, label=config.name)
     print(f"supernet for {config.name}: {bound.folder}")
     return 0

@@ -68,9 +68,11 @@ class SupernetEvaluator:
     def key(self, space: MobileViTSpace, budget: Budget, seed: int) -> str:
         """The store key of the supernet for this study's space, budget and seed."""
         c = self.config
+        sandwich: dict[str, Any] = {"subnets": c.subnets, "distill": c.distill}
+        if c.train_workers > 1:  # per-worker BatchNorm batches: other weights (same keys at 1)
+            sandwich["train_workers"] = c.train_workers
         return supernet_key(space, budget.model_dump(mode="json"),
-                            c.train_config().model_dump(mode="json"),
-                            {"subnets": c.subnets, "distill": c.distill}, seed)
+                            c.train_config().model_dump(mode="json"), sandwich, seed)
 
     def stored(self, space: MobileViTSpace, budget: Budget, seed: int) -> StoredSupernet:
         """The store entry this study would use (complete or not)."""
@@ -197,16 +199,32 @@ def ensure_trained(evaluator: SupernetEvaluator, space: MobileViTSpace, budget: 
             torch.manual_seed(seed)
             supernet = Supernet(space, seed=seed)
             train_src, val_src = evaluator._sources
-            train_loader, val_loader = make_loaders(cfg, train_src, val_src, seed=seed)
             resumed = " (resuming)" if entry.checkpoint.exists() else ""
+            workers = config.train_workers
+            where = (f" on {workers} Ray Train workers" if workers > 1 else "")
             say(f"supernet {key}: training {cfg.epochs} epochs on {len(train_src):,} "
                 f"{cfg.dataset.kind} images at {cfg.resolution} px, "
-                f"{supernet.tensor_count() / 1e6:.1f} M values{resumed}")
-            result = train_supernet(
-                supernet, sampler, cfg.recipe, cfg.epochs, train_loader,
-                subnets=config.subnets, distill=config.distill, checkpoint=entry.checkpoint,
-                val_loader=val_loader, calibration_batches=config.calibration_batches,
-                on_epoch=lambda report: say(format_report(report)))
+                f"{supernet.tensor_count() / 1e6:.1f} M values{where}{resumed}")
+            if workers > 1:
+                from nas.supernet.distributed import DistributedJob, train_distributed
+
+                job = DistributedJob(evaluator=evaluator, space=space, budget=budget, seed=seed,
+                                     checkpoint=str(entry.checkpoint),
+                                     threads=max(1, threads // workers),
+                                     use_gpu=config.train_gpus_per_worker > 0)
+                result, _ = train_distributed(job, workers,
+                                              gpus_per_worker=config.train_gpus_per_worker,
+                                              on_epoch=lambda report: say(format_report(report)))
+                supernet.load_state_dict(torch.load(entry.checkpoint, map_location="cpu",
+                                                    weights_only=False)["supernet"])
+            else:
+                train_loader, val_loader = make_loaders(cfg, train_src, val_src, seed=seed)
+                result = train_supernet(
+                    supernet, sampler, cfg.recipe, cfg.epochs, train_loader,
+                    subnets=config.subnets, distill=config.distill,
+                    checkpoint=entry.checkpoint, val_loader=val_loader,
+                    calibration_batches=config.calibration_batches,
+                    on_epoch=lambda report: say(format_report(report)))
         store.finish(entry, supernet.state_dict(), {
             "key": key, "study": label, "seed": seed, "epochs": cfg.epochs,
             "train": cfg.model_dump(mode="json"), "budget": budget.model_dump(mode="json"),
@@ -214,6 +232,7 @@ def ensure_trained(evaluator: SupernetEvaluator, space: MobileViTSpace, budget: 
             "space": {name: p.describe() for name, p in space.params.items()},
             "largest": sampler.largest.spec_id, "smallest": sampler.smallest.spec_id,
             "tensor_values": supernet.tensor_count(), "steps": result.steps,
+            "train_workers": config.train_workers,
             "images": result.images, "wall_time_s": result.wall_time_s,
             "resumed_from_epoch": result.resumed_from_epoch,
             "history": [r.__dict__ for r in result.history],

@@ -333,6 +333,19 @@ class SupernetConfig(_Model):
     eval_images: int | None = Field(None, gt=0)
     store: str | None = None  # default: supernets/ in the cache folder
     refine: RefineConfig | None = None
+    # Data-parallel training through Ray Train (nas.supernet.distributed): 1 trains in the
+    # driver's process; more split every batch over that many Ray Train workers, on the Ray
+    # instance of workers.address (or a local one), each with this many GPUs (0: CPUs, gloo).
+    train_workers: int = Field(1, ge=1)
+    train_gpus_per_worker: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _gpus_need_workers(self) -> SupernetConfig:
+        if self.train_gpus_per_worker and self.train_workers == 1:
+            raise ValueError(f"train_gpus_per_worker={self.train_gpus_per_worker}: needs "
+                             "train_workers >= 2 (one process trains "
+                             "the supernet in the driver, on its CPU)")
+        return self
 
     def build(self) -> Any:
         """The evaluator this section describes; it scores nothing until the driver has called

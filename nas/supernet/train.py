@@ -78,7 +78,9 @@ def train_supernet(supernet: Supernet, sampler: SandwichSampler, recipe: RecipeC
                    epochs: int, train_loader: Any, *, subnets: int = 2, distill: bool = True,
                    checkpoint: Path | None = None, val_loader: Any = None,
                    calibration_batches: int = 4,
-                   on_epoch: Callable[[EpochReport], None] | None = None) -> SupernetTrainResult:
+                   on_epoch: Callable[[EpochReport], None] | None = None,
+                   reduce_gradients: Callable[[torch.nn.Module], None] | None = None,
+                   primary: bool = True, device: str = "cpu") -> SupernetTrainResult:
     """Train ``supernet`` for ``epochs`` epochs with the sandwich rule (see the module docstring).
 
     Args:
@@ -95,6 +97,12 @@ def train_supernet(supernet: Supernet, sampler: SandwichSampler, recipe: RecipeC
         val_loader: when given, the largest and smallest subnets' top-1 after each epoch (their
             BatchNorms recalibrated on ``calibration_batches`` training batches).
         on_epoch: called with each epoch's report.
+        reduce_gradients: data-parallel training (:mod:`nas.supernet.distributed`): called
+            after each step's backward passes, before clipping, to average the gradients of
+            all workers; each worker's ``train_loader`` yields its shard of every batch.
+        primary: this worker writes the checkpoint, scores ``val_loader`` and reports epochs
+            (the others only train).
+        device: where the supernet and its batches live.
 
     Raises:
         EvaluationError: the loss became NaN or infinite.
@@ -105,10 +113,10 @@ def train_supernet(supernet: Supernet, sampler: SandwichSampler, recipe: RecipeC
                                   lr=recipe.lr, betas=(0.9, 0.999), eps=1e-8)
     first_epoch, step, images, history = 0, 0, 0, []
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
         supernet.load_state_dict(state["supernet"])
         optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"].cpu())
         first_epoch, step, images = state["epoch"], state["step"], state["images"]
         history = [EpochReport(**r) for r in state["history"]]
     steps_per_epoch = len(train_loader.batch_sampler)
@@ -122,7 +130,8 @@ def train_supernet(supernet: Supernet, sampler: SandwichSampler, recipe: RecipeC
             lr = learning_rate(recipe, step, epoch, epochs, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x = prepare_images(batch, "cpu", False)
+            x = prepare_images(batch, device, False)
+            labels = labels.to(device)
             optimizer.zero_grad(set_to_none=True)
             teacher = None
             for k, spec in enumerate(sampler.step(step, subnets)):
@@ -139,13 +148,15 @@ def train_supernet(supernet: Supernet, sampler: SandwichSampler, recipe: RecipeC
                 loss.backward()
                 if k == 0:
                     losses.append(loss.item())
+            if reduce_gradients is not None:
+                reduce_gradients(supernet)
             if recipe.grad_clip:
                 torch.nn.utils.clip_grad_norm_(supernet.parameters(), recipe.grad_clip)
             optimizer.step()
             step += 1
             images += len(labels)
         top1 = {}
-        if val_loader is not None:
+        if val_loader is not None and primary:
             calibration = first_batches(train_loader, calibration_batches, epoch)
             top1 = {name: subnet_top1(supernet, spec, calibration, val_loader)
                     for name, spec in (("largest", sampler.largest),
@@ -158,9 +169,9 @@ def train_supernet(supernet: Supernet, sampler: SandwichSampler, recipe: RecipeC
                              eta_s=round((time.perf_counter() - start) / done
                                          * (epochs - epoch - 1), 1), top1=top1)
         history.append(report)
-        if on_epoch is not None:
+        if on_epoch is not None and primary:
             on_epoch(report)
-        if checkpoint is not None:
+        if checkpoint is not None and primary:
             save_checkpoint(checkpoint, {"supernet": supernet.state_dict(),
                                "optimizer": optimizer.state_dict(),
                                "rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step,
