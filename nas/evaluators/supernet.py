@@ -212,9 +212,11 @@ def ensure_trained(evaluator: SupernetEvaluator, space: MobileViTSpace, budget: 
                                      checkpoint=str(entry.checkpoint),
                                      threads=max(1, threads // workers),
                                      use_gpu=config.train_gpus_per_worker > 0)
-                result, _ = train_distributed(job, workers,
-                                              gpus_per_worker=config.train_gpus_per_worker,
-                                              on_epoch=lambda report: say(format_report(report)))
+                result, world = train_distributed(
+                    job, workers, gpus_per_worker=config.train_gpus_per_worker,
+                    on_epoch=lambda report: say(format_report(report)))
+                # rank 0 counted its own shard of the images
+                result = replace(result, images=result.images * world)
                 supernet.load_state_dict(torch.load(entry.checkpoint, map_location="cpu",
                                                     weights_only=False)["supernet"])
             else:

@@ -468,7 +468,13 @@ def _node_lost(ray: Any) -> tuple[type[BaseException], ...]:
 
 def _evaluator_key(evaluator: Any) -> str:
     """A short hash of an evaluator section: trials share results only under the same one."""
-    return hashlib.sha256(evaluator.model_dump_json().encode()).hexdigest()[:8]
+    # Fields added after studies were run count only when set, so a resumed run keeps its keys.
+    unset = {name for name, default in _LATER_FIELDS.items()
+             if name in type(evaluator).model_fields and getattr(evaluator, name) == default}
+    return hashlib.sha256(evaluator.model_dump_json(exclude=unset).encode()).hexdigest()[:8]
+
+
+_LATER_FIELDS: dict[str, Any] = {"train_workers": 1, "train_gpus_per_worker": 0.0}
 
 
 def _result_key(spec_id: str, evaluator_key: str) -> str:

@@ -86,6 +86,19 @@ def same_weights_everywhere(module: torch.nn.Module) -> bool:
     return bool(agree.item())
 
 
+def _cause(error: BaseException | None) -> str:
+    """One line for a failed training: a worker's own EvaluationError (a NaN loss) before the
+    knock-on errors of the others, else the error's last line."""
+    if error is None:
+        return "no result from rank 0"
+    failures = getattr(error, "worker_failures", None) or {}
+    for failure in (failures.values() if isinstance(failures, dict) else failures):
+        if isinstance(failure, EvaluationError) or "EvaluationError" in repr(failure):
+            return str(failure).strip().splitlines()[-1] if str(failure).strip() else repr(failure)
+    lines = str(error).strip().splitlines()
+    return lines[-1] if lines else repr(error)
+
+
 @dataclass(frozen=True)
 class DistributedJob:
     """What each Ray Train worker needs to rebuild the training (picklable)."""
@@ -149,7 +162,7 @@ def train_distributed(job: DistributedJob, workers: int, *, gpus_per_worker: flo
         EvaluationError: the training failed on a worker, or the workers ended with different
             weights.
     """
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.util.queue import Queue
 
@@ -163,8 +176,12 @@ def train_distributed(job: DistributedJob, workers: int, *, gpus_per_worker: flo
         torch_config=TorchConfig(backend="nccl" if job.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=job.use_gpu,
                                      resources_per_worker=resources),
+        # No retries: workers that cannot start (too few CPUs or GPUs) end the training with an
+        # error instead of Ray Train retrying the start-up forever, out of the driver's sight.
         run_config=RunConfig(storage_path=str(Path(job.checkpoint).parent / "ray_train"),
-                             name="supernet"))
+                             name="supernet",
+                             failure_config=FailureConfig(max_failures=0,
+                                                          controller_failure_limit=0)))
     outcome: dict[str, Any] = {}
 
     def fit() -> None:
@@ -189,8 +206,7 @@ def train_distributed(job: DistributedJob, workers: int, *, gpus_per_worker: flo
     thread.join()
     error = outcome.get("error") or getattr(outcome.get("result"), "error", None)
     if error is not None or done is None:
-        first = str(error).strip().splitlines()[-1] if error else "no result from rank 0"
-        raise EvaluationError(f"distributed supernet training failed: {first}")
+        raise EvaluationError(f"distributed supernet training failed: {_cause(error)}")
     result, agree, world = done
     if not agree:
         raise EvaluationError("distributed supernet training: the workers ended with different "

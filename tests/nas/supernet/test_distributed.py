@@ -89,9 +89,10 @@ def test_the_supernet_trains_on_two_ray_train_workers_over_gloo(local_ray, tmp_p
     entry = ensure_trained(evaluator, space, BUDGET, 0, say=said.append, threads=2)
     assert entry.complete
     meta = json.loads((entry.folder / "meta.json").read_text())
-    # Two workers each took half of each 16-image batch, and ended with the same weights (the
-    # run fails otherwise); rank 0's epoch report reached the driver.
-    assert meta["train_workers"] == 2 and meta["steps"] == 2 and meta["images"] == 16
+    # Two workers each took half of each 16-image batch (2 steps for 32 images, as in one
+    # process), and ended with the same weights (the run fails otherwise); rank 0's epoch
+    # report reached the driver.
+    assert meta["train_workers"] == 2 and meta["steps"] == 2 and meta["images"] == 32
     assert any(line.startswith("supernet epoch 1/1: loss") for line in said)
     assert "on 2 Ray Train workers" in said[0]
     # The stored weights are the supernet's: a candidate is cut from them and scored.
@@ -109,3 +110,17 @@ def _largest(space):
     from nas.supernet.sampling import SandwichSampler
 
     return SandwichSampler(space, BudgetGate(BUDGET), seed=0).largest
+
+
+def test_the_distributed_settings_leave_an_existing_studys_evaluator_key_alone():
+    # Trials share results under one evaluator key: a run resumed after these settings were
+    # added must find its earlier results under the key it wrote them with.
+    import hashlib
+
+    from nas.search.runner import _evaluator_key
+    from nas.study.config import SupernetConfig
+
+    config = SupernetConfig(kind="supernet")
+    before = config.model_dump_json(exclude={"train_workers", "train_gpus_per_worker"})
+    assert _evaluator_key(config) == hashlib.sha256(before.encode()).hexdigest()[:8]
+    assert _evaluator_key(config.model_copy(update={"train_workers": 2})) != _evaluator_key(config)
