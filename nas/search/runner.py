@@ -466,6 +466,10 @@ def _node_lost(ray: Any) -> tuple[type[BaseException], ...]:
     return (ray.exceptions.NodeDiedError,)
 
 
+# Evaluator fields added after studies were run, with their defaults (see _evaluator_key).
+_LATER_FIELDS: dict[str, Any] = {"train_workers": 1, "train_gpus_per_worker": 0.0}
+
+
 def _evaluator_key(evaluator: Any) -> str:
     """A short hash of an evaluator section: trials share results only under the same one."""
     # Fields added after studies were run count only when set, so a resumed run keeps its keys.
@@ -473,8 +477,6 @@ def _evaluator_key(evaluator: Any) -> str:
              if name in type(evaluator).model_fields and getattr(evaluator, name) == default}
     return hashlib.sha256(evaluator.model_dump_json(exclude=unset).encode()).hexdigest()[:8]
 
-
-_LATER_FIELDS: dict[str, Any] = {"train_workers": 1, "train_gpus_per_worker": 0.0}
 
 
 def _result_key(spec_id: str, evaluator_key: str) -> str:

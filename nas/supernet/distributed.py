@@ -65,7 +65,7 @@ def average_gradients(module: torch.nn.Module) -> None:
     for p, count in zip(params, flat[-len(params):].tolist(), strict=True):
         n = p.numel()
         if count > 0:
-            p.grad = (flat[offset:offset + n] / world).view_as(p).clone()
+            p.grad = (flat[offset:offset + n] / world).view_as(p)  # a tensor of its own
         else:
             p.grad = None
         offset += n
@@ -93,8 +93,12 @@ def _cause(error: BaseException | None) -> str:
         return "no result from rank 0"
     failures = getattr(error, "worker_failures", None) or {}
     for failure in (failures.values() if isinstance(failures, dict) else failures):
-        if isinstance(failure, EvaluationError) or "EvaluationError" in repr(failure):
-            return str(failure).strip().splitlines()[-1] if str(failure).strip() else repr(failure)
+        if "EvaluationError" in repr(failure):
+            return _last_line(failure)
+    return _last_line(error)
+
+
+def _last_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return lines[-1] if lines else repr(error)
 
