@@ -212,6 +212,11 @@ class _SharedResults:
         return [t for group in self.attached.values() for t, _ in group]
 
 
+def _now() -> float:
+    """The runner's clock for its time limit (a test replaces it to stand for a slow machine)."""
+    return time.monotonic()
+
+
 class _Tasks:
     """Turns an asked trial into the Ray task that evaluates it: the evaluator of its row (an
     ablation row may change the training), the latency oracle, the pruner's reporter, the
@@ -224,6 +229,7 @@ class _Tasks:
         self.run_dir = prepared.run_dir
         self.evaluator_key = _evaluator_key(config.evaluator)
         self.evaluators: dict[str, Any] = {}  # evaluator key -> evaluator (rows may differ)
+        self.setup_seconds = 0.0  # spent making evaluators ready (training a supernet)
         self.say: Any = lambda message: print(message, file=sys.stderr, flush=True)
 
     @cached_property
@@ -238,11 +244,13 @@ class _Tasks:
             if hasattr(evaluator, "for_search"):
                 # An evaluator that needs the study itself (a supernet over its space, trained
                 # under its budget) is made ready here, in the driver, before its first trial.
+                start = _now()
                 evaluator = evaluator.for_search(
                     self.prepared.space, self.config.budget, self.config.seed,
                     label=self.config.name, say=self.say,
                     threads=max(1, int(self.config.workers.concurrent
                                        * self.config.workers.cpus_per_trial)))
+                self.setup_seconds += _now() - start
             self.evaluators[key] = evaluator
         return self.evaluators[key]
 
@@ -585,9 +593,11 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
                      "trials already evaluated")
     progress.start_done = counts.counted
     remote = ray.remote(execute)
-    # The time limit counts from here, so a supernet trained first is inside it.
-    deadline = (time.monotonic() + config.timeout_minutes * 60 if config.timeout_minutes
-                else math.inf)
+    # The time limit is of the search: the time spent making an evaluator ready (a supernet
+    # trained first, which takes minutes and several times longer on a busy machine) is not
+    # in it, or a slow machine would stop a study before its first trial.
+    started = _now()
+    limit_s = config.timeout_minutes * 60 if config.timeout_minutes else math.inf
     driver.tasks.say = progress.say
     driver.tasks.evaluator_of(config.evaluator)  # a supernet is trained (or loaded) first
     progress.start = time.monotonic()  # the ETA is of the trials
@@ -603,7 +613,7 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
                     progress.say(f"re-queued {requeued} trial(s) of a driver that stopped "
                                  "heart-beating")
             while not stopping and len(driver.running) < config.workers.concurrent:
-                if time.monotonic() > deadline:
+                if _now() - started - driver.tasks.setup_seconds > limit_s:
                     stopping = "time limit"
                     break
                 if ledger.session_infeasible >= config.infeasible_limit:

@@ -230,7 +230,8 @@ def _cost_facts(prepared: PreparedStudy, fixed: list[dict[str, Any]],
                      "not estimated)")
     if config.timeout_minutes is not None:
         lines.append(f"time limit: no trial starts after {config.timeout_minutes:g} minutes "
-                     "(running ones finish)")
+                     "of search (running ones finish; training a supernet first is not "
+                     "counted)")
     out["lines"] = lines
     return out
 

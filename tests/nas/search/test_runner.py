@@ -152,6 +152,56 @@ def test_repeats_do_not_count_towards_trials(tmp_path):
     assert len(specs) == 2
 
 
+class _Clock:
+    """The runner's clock, moved on by the test: minutes pass when the test says so."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_the_time_limit_stops_the_search_and_running_trials_finish(tmp_path, monkeypatch):
+    from nas.search import runner
+
+    clock = _Clock()
+    monkeypatch.setattr(runner, "_now", clock)
+    settle = runner._Driver.settle
+
+    def slow_settle(self, ray, ref):  # each trial takes 6 minutes
+        clock.t += 360.0
+        settle(self, ray, ref)
+
+    monkeypatch.setattr(runner._Driver, "settle", slow_settle)
+    prepared = _study(tmp_path, timeout_minutes=10, trials=6)
+    summary = run_study(prepared, workers=1, stream=None)
+    # Started at 0 and 6 minutes; at 12 minutes no third starts.
+    assert summary.stopped_by == "time limit" and not summary.finished
+    assert summary.counts.ok - summary.counts.repeated == 2
+
+
+def test_an_evaluator_slow_to_get_ready_does_not_use_up_the_time_limit(tmp_path, monkeypatch):
+    # A supernet trained first on a busy machine took as long as the study's whole limit, and
+    # the study stopped before its first trial; the limit is of the search.
+    from nas.evaluators.dummy import DummyEvaluator
+    from nas.search import runner
+
+    clock = _Clock()
+    monkeypatch.setattr(runner, "_now", clock)
+
+    def for_search(self, space, budget, seed, *, label, say, threads):
+        clock.t += 3600.0  # an hour of supernet training
+        return self
+
+    monkeypatch.setattr(DummyEvaluator, "for_search", for_search, raising=False)
+    prepared = _study(tmp_path, timeout_minutes=10)
+    summary = run_study(prepared, stream=None)
+    assert summary.finished and summary.stopped_by == ""
+    frame = trials_frame(open_run(tmp_path / "run")[0])
+    assert sorted(frame.fixed_point.dropna()) == ["mobilevit_xxs", "mobilevitv3_xxs"]
+
+
 def test_a_torn_journal_record_is_dropped(tmp_path):
     journal = tmp_path / "journal.log"
     journal.write_bytes(b'{"op_code": 0}\n{"op_code": 4, "trial_id"')
