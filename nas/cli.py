@@ -165,8 +165,11 @@ def cmd_supernet(args: argparse.Namespace) -> int:
     evaluator = config.evaluator.build()
     if args.action == "info":
         entry = evaluator.stored(prepared.space, config.budget, config.seed)
-        print(entry.summary() if entry.complete else
-              f"{entry.key}  not trained yet (it would go to {entry.folder})")
+        for title, e in [("", entry), *((f"  part {', '.join(map(str, values))}: ", e) for
+                                        values, e in evaluator.stored_parts(
+                                            prepared.space, config.budget, config.seed))]:
+            print(title + (e.summary() if e.complete else
+                           f"{e.key}  not trained yet (it would go to {e.folder})"))
         return 0
     if config.evaluator.train_workers > 1:  # Ray Train workers on the study's Ray instance
         from nas.search.runner import init_ray
@@ -174,6 +177,8 @@ def cmd_supernet(args: argparse.Namespace) -> int:
         init_ray(config)
     bound = evaluator.for_search(prepared.space, config.budget, config.seed, label=config.name)
     print(f"supernet for {config.name}: {bound.folder}")
+    for values, folder in bound.parts:
+        print(f"  part {', '.join(map(str, values))}: {folder}")
     return 0
 
 

@@ -250,6 +250,17 @@ class MobileViTSpace:
         self.num_classes = num_classes
         self.resolution = resolution
 
+    def fixing(self, values: Mapping[str, Any]) -> MobileViTSpace:
+        """This space with the parameters in ``values`` fixed to those values (each must be one
+        of the parameter's values here): a part of the space, as a few-shot supernet splits it."""
+        part = MobileViTSpace(num_classes=self.num_classes, resolution=self.resolution)
+        part.params = dict(self.params)
+        for name, value in values.items():
+            if name not in self.params or not self.params[name].contains(value):
+                raise SpaceError(f"space.{name}={_fmt(value)}: not a value of this space")
+            part.params[name] = self.params[name].narrowed(value)
+        return part
+
     # -- forward: parameters -> spec -----------------------------------------------------------
 
     def sample(self, trial: TrialLike) -> ArchSpec:

@@ -7,10 +7,17 @@ use. A worker loads the supernet once per process; each candidate is then cut fr
 (:meth:`nas.supernet.network.Supernet.extract`: the builder's own network), its BatchNorm
 statistics re-estimated on a fixed set of training batches, and scored by top-1 on the
 validation images. The result is a function of the stored weights and the data alone.
+
+With ``split`` (few-shot NAS, Zhao et al. 2021), the shared supernet is then split along design
+parameters: one sub-supernet per combination of their values (one per block design, say), each
+starting from the shared weights and trained ``split_epochs`` more on its part of the space only,
+so designs stop competing for the same tensors; a candidate is cut from the sub-supernet of its
+part. Each sub-supernet is its own store entry, keyed by its part and the shared supernet's key.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
@@ -32,7 +39,7 @@ from nas.study.config import Budget, SupernetConfig
 from nas.supernet.calibrate import recalibrate
 from nas.supernet.network import Supernet, SupernetError
 from nas.supernet.store import StoredSupernet, SupernetStore, supernet_key
-from search_spaces import MobileViTSpace
+from search_spaces import MobileViTSpace, SpaceError
 
 Say = Callable[[str], None]
 
@@ -54,6 +61,7 @@ class SupernetEvaluator:
     space: MobileViTSpace | None = None
     folder: str | None = None
     seed: int = 0
+    parts: tuple[tuple[tuple[Any, ...], str], ...] = ()  # a split's values -> its folder
 
     @cached_property
     def _sources(self) -> tuple[Any, Any]:
@@ -78,37 +86,90 @@ class SupernetEvaluator:
         """The store entry this study would use (complete or not)."""
         return SupernetStore(self.config.store).entry(self.key(space, budget, seed))
 
+    def part_spaces(self, space: MobileViTSpace) -> list[tuple[tuple[Any, ...], MobileViTSpace]]:
+        """The parts of ``space`` a split supernet has: (values of the split parameters, the
+        space with them fixed) for each combination; none without ``split``."""
+        names = self.config.split
+        return [(values, space.fixing(dict(zip(names, values, strict=True))))
+                for values in itertools.product(*(space.params[n].values for n in names))
+                ] if names else []
+
+    def part_key(self, space: MobileViTSpace, budget: Budget, seed: int,
+                 values: tuple[Any, ...]) -> str:
+        """The store key of the sub-supernet for the part ``values`` of ``space``."""
+        c = self.config
+        sandwich: dict[str, Any] = {"subnets": c.subnets, "distill": c.distill,
+                                    "split": dict(zip(c.split, values, strict=True)),
+                                    "from": self.key(space, budget, seed)}
+        if c.train_workers > 1:
+            sandwich["train_workers"] = c.train_workers
+        part = space.fixing(dict(zip(c.split, values, strict=True)))
+        return supernet_key(part, budget.model_dump(mode="json"),
+                            c.part_train_config().model_dump(mode="json"), sandwich, seed)
+
+    def stored_parts(self, space: MobileViTSpace, budget: Budget,
+                     seed: int) -> list[tuple[tuple[Any, ...], StoredSupernet]]:
+        """The store entries of a split's sub-supernets (complete or not)."""
+        store = SupernetStore(self.config.store)
+        return [(values, store.entry(self.part_key(space, budget, seed, values)))
+                for values, _ in self.part_spaces(space)]
+
     def for_search(self, space: MobileViTSpace, budget: Budget, seed: int, *,
                    label: str = "", say: Say | None = None,
                    threads: int | None = None) -> SupernetEvaluator:
         """The evaluator for a study over ``space``: its supernet loaded from the store, or
         trained into it first (resuming an interrupted training; waiting while another process
         trains the same one)."""
-        entry = ensure_trained(self, space, budget, seed, label=label, say=say or _stderr,
-                               threads=threads or os.cpu_count() or 1)
-        return self.attached(space, entry.folder, seed)
+        say = say or _stderr
+        threads = threads or os.cpu_count() or 1
+        entry = ensure_trained(self, space, budget, seed, label=label, say=say, threads=threads)
+        parts = ensure_parts(self, space, budget, seed, entry, label=label, say=say,
+                             threads=threads)
+        return self.attached(space, entry.folder, seed,
+                             tuple((values, str(e.folder)) for values, e in parts))
 
-    def attached(self, space: MobileViTSpace, folder: str | Path, seed: int) -> SupernetEvaluator:
-        """This evaluator bound to the stored supernet in ``folder`` (trained over ``space``)."""
-        return replace(self, space=space, folder=str(folder), seed=seed)
+    def attached(self, space: MobileViTSpace, folder: str | Path, seed: int,
+                 parts: tuple[tuple[tuple[Any, ...], str], ...] = ()) -> SupernetEvaluator:
+        """This evaluator bound to the stored supernet in ``folder`` (trained over ``space``)
+        and, for a split supernet, to its sub-supernets (values of the split -> folder)."""
+        return replace(self, space=space, folder=str(folder), seed=seed, parts=parts)
 
     # -- in a worker ------------------------------------------------------------------------
 
-    def _supernet(self) -> Supernet:
+    def _part_of(self, spec: ArchSpec) -> tuple[tuple[Any, ...], str, MobileViTSpace]:
+        """The split values, folder and space of the (sub-)supernet ``spec`` is cut from."""
+        assert self.space is not None and self.folder is not None
+        if not self.parts:
+            return (), self.folder, self.space
+        names = self.config.split
+        try:
+            params = self.space.params_for(spec)
+        except SpaceError as exc:
+            raise EvaluationError(f"spec {spec.spec_id}: {exc}") from None
+        values = tuple(params[n] for n in names)
+        folder = dict(self.parts).get(values)
+        if folder is None:
+            where = ", ".join(f"{n}={v}" for n, v in zip(names, values, strict=True))
+            raise EvaluationError(f"spec {spec.spec_id}: no sub-supernet for {where} (no "
+                                  "network of that part fits the budget)")
+        return values, folder, self.space.fixing(dict(zip(names, values, strict=True)))
+
+    def _supernet(self, spec: ArchSpec) -> tuple[Supernet, str]:
         if self.space is None or self.folder is None:
             raise EvaluationError("the supernet evaluator was not prepared for a study (the "
                                   "driver trains or loads its supernet before the search)")
-        net = _SUPERNETS.get(self.folder)
+        _, folder, space = self._part_of(spec)
+        net = _SUPERNETS.get(folder)
         if net is None:
-            net = Supernet(self.space, seed=self.seed)
-            state = torch.load(Path(self.folder) / "supernet.pt", map_location="cpu",
-                               weights_only=True)
-            net.load_state_dict(state)
+            net = _load(Path(folder) / "supernet.pt", space, self.seed)
             net.eval()
-            _SUPERNETS[self.folder] = net
-            while len(_SUPERNETS) > 2:
+            _SUPERNETS[folder] = net
+            # every sub-supernet of a split stays loaded: candidates come in any order
+            while len(_SUPERNETS) > max(2, len(self.parts)):
                 _SUPERNETS.popitem(last=False)
-        return net
+        else:
+            _SUPERNETS.move_to_end(folder)
+        return net, folder
 
     def _data(self) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
         key = f"{self.config.model_dump_json()}:{self.seed}"
@@ -131,7 +192,7 @@ class SupernetEvaluator:
 
     def network(self, spec: ArchSpec) -> MobileViT:
         """The candidate with its inherited weights and recalibrated BatchNorms (eval mode)."""
-        supernet = self._supernet()
+        supernet, _ = self._supernet(spec)
         calibration, _ = self._data()
         try:
             net = supernet.extract(spec)
@@ -153,8 +214,11 @@ class SupernetEvaluator:
             total += len(labels)
         top1 = round(100 * correct / max(1, total), 3)
         cfg = self.config.train_config()
-        folder = Path(self.folder)  # type: ignore[arg-type]  # set: network() checked it
-        return EvalResult(accuracy=top1, curve=(top1,), provenance={
+        values, used, _ = self._part_of(spec)
+        folder = Path(used)
+        split = ({"split": dict(zip(self.config.split, values, strict=True)),
+                  "split_epochs": self.config.part_train_config().epochs} if values else {})
+        return EvalResult(accuracy=top1, curve=(top1,), provenance={**split,
             "evaluator": self.name, "metric": "top1", "inherited": True,
             "supernet": folder.name, "store": str(folder.parent),
             "dataset": cfg.dataset.kind, "path": cfg.dataset.path,
@@ -174,22 +238,57 @@ def ensure_trained(evaluator: SupernetEvaluator, space: MobileViTSpace, budget: 
                    threads: int = 1) -> StoredSupernet:
     """The complete store entry of the supernet for (space, budget, training, seed), trained
     now when the store has none (see :meth:`SupernetEvaluator.for_search`)."""
+    return _ensure(evaluator, evaluator.key(space, budget, seed), space, budget, seed,
+                   evaluator.config.train_config(), label=label, say=say, threads=threads)
+
+
+def ensure_parts(evaluator: SupernetEvaluator, space: MobileViTSpace, budget: Budget, seed: int,
+                 shared: StoredSupernet, *, label: str = "", say: Say = _stderr,
+                 threads: int = 1) -> list[tuple[tuple[Any, ...], StoredSupernet]]:
+    """The complete store entries of a split supernet's sub-supernets, each trained now (from
+    the ``shared`` supernet's weights) when the store has none; parts where no network fits
+    the budget have none. Empty without ``split``."""
+    from nas.study.budget import BudgetGate
+    from nas.supernet.sampling import SandwichSampler
+
+    out = []
+    for values, part in evaluator.part_spaces(space):
+        where = ", ".join(f"{n}={v}" for n, v in zip(evaluator.config.split, values, strict=True))
+        try:
+            SandwichSampler(part, BudgetGate(budget), seed=seed).smallest  # noqa: B018
+        except SupernetError:
+            say(f"supernet split {where}: no network of this part fits the budget; no "
+                "sub-supernet")
+            continue
+        key = evaluator.part_key(space, budget, seed, values)
+        out.append((values, _ensure(evaluator, key, part, budget, seed,
+                                    evaluator.config.part_train_config(), label=label, say=say,
+                                    threads=threads, parent=(shared, space), part=where)))
+    return out
+
+
+def _ensure(evaluator: SupernetEvaluator, key: str, space: MobileViTSpace, budget: Budget,
+            seed: int, cfg: Any, *, label: str, say: Say, threads: int,
+            parent: tuple[StoredSupernet, MobileViTSpace] | None = None,
+            part: str = "") -> StoredSupernet:
+    """The complete store entry ``key`` of a supernet over ``space`` trained as ``cfg`` says,
+    trained now when the store has none; a sub-supernet starts from ``parent`` (its entry and
+    space)."""
     from nas.study.budget import BudgetGate
     from nas.supernet.sampling import SandwichSampler
     from nas.supernet.train import format_report, train_supernet
 
     config = evaluator.config
     store = SupernetStore(config.store)
-    key = evaluator.key(space, budget, seed)
     entry = store.entry(key)
+    title = f"supernet {key}" + (f" ({part})" if part else "")
     if entry.complete:
-        say(f"supernet {key}: stored in {entry.folder}, reused")
+        say(f"{title}: stored in {entry.folder}, reused")
         return entry
     with store.training(key) as entry:
         if entry.complete:  # another process trained it while this one waited
-            say(f"supernet {key}: trained by another process, reused")
+            say(f"{title}: trained by another process, reused")
             return entry
-        cfg = config.train_config()
         sampler = SandwichSampler(space, BudgetGate(budget), seed=seed)
         try:
             sampler.largest  # noqa: B018 - an impossible budget fails here, before any work
@@ -198,20 +297,27 @@ def ensure_trained(evaluator: SupernetEvaluator, space: MobileViTSpace, budget: 
         with torch_threads(threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             supernet = Supernet(space, seed=seed)
+            warm = None
+            if parent is not None:
+                warm = str(parent[0].weights)
+                supernet.inherit(_load(parent[0].weights, parent[1], seed))
             train_src, val_src = evaluator._sources
             resumed = " (resuming)" if entry.checkpoint.exists() else ""
             workers = config.train_workers
             where = (f" on {workers} Ray Train workers" if workers > 1 else "")
-            say(f"supernet {key}: training {cfg.epochs} epochs on {len(train_src):,} "
+            start = f", from {parent[0].key}" if parent is not None else ""
+            say(f"{title}: training {cfg.epochs} epochs on {len(train_src):,} "
                 f"{cfg.dataset.kind} images at {cfg.resolution} px, "
-                f"{supernet.tensor_count() / 1e6:.1f} M values{where}{resumed}")
+                f"{supernet.tensor_count() / 1e6:.1f} M values{start}{where}{resumed}")
             if workers > 1:
                 from nas.supernet.distributed import DistributedJob, train_distributed
 
                 job = DistributedJob(evaluator=evaluator, space=space, budget=budget, seed=seed,
                                      checkpoint=str(entry.checkpoint),
                                      threads=max(1, threads // workers),
-                                     use_gpu=config.train_gpus_per_worker > 0)
+                                     use_gpu=config.train_gpus_per_worker > 0,
+                                     train=cfg, warm_from=warm,
+                                     warm_space=parent[1] if parent is not None else None)
                 result, world = train_distributed(
                     job, workers, gpus_per_worker=config.train_gpus_per_worker,
                     on_epoch=lambda report: say(format_report(report)))
@@ -232,6 +338,7 @@ def ensure_trained(evaluator: SupernetEvaluator, space: MobileViTSpace, budget: 
             "train": cfg.model_dump(mode="json"), "budget": budget.model_dump(mode="json"),
             "sandwich": {"subnets": config.subnets, "distill": config.distill},
             "space": {name: p.describe() for name, p in space.params.items()},
+            **({"part": part, "from": parent[0].key} if parent is not None else {}),
             "largest": sampler.largest.spec_id, "smallest": sampler.smallest.spec_id,
             "tensor_values": supernet.tensor_count(), "steps": result.steps,
             "train_workers": config.train_workers,
@@ -239,9 +346,16 @@ def ensure_trained(evaluator: SupernetEvaluator, space: MobileViTSpace, budget: 
             "resumed_from_epoch": result.resumed_from_epoch,
             "history": [r.__dict__ for r in result.history],
             "torch": torch.__version__})
-        say(f"supernet {key}: trained in {result.wall_time_s / 60:.1f} min, stored in "
+        say(f"{title}: trained in {result.wall_time_s / 60:.1f} min, stored in "
             f"{entry.folder}")
         return store.entry(key)
+
+
+def _load(weights: Path, space: MobileViTSpace, seed: int) -> Supernet:
+    """A stored supernet over ``space``, loaded on the CPU."""
+    net = Supernet(space, seed=seed)
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return net
 
 
 def save_inherited_weights(config: Any, provenance: dict[str, Any], spec: ArchSpec,
@@ -258,7 +372,10 @@ def save_inherited_weights(config: Any, provenance: dict[str, Any], spec: ArchSp
     evaluator: SupernetEvaluator = config.evaluator.build()
     space = MobileViTSpace(config.space, num_classes=evaluator.num_classes,
                            resolution=config.budget.resolution)
-    bound = evaluator.attached(space, folder, int(provenance.get("supernet_seed", config.seed)))
+    split = provenance.get("split")
+    parts = ((tuple(split[n] for n in evaluator.config.split), str(folder)),) if split else ()
+    bound = evaluator.attached(space, folder, int(provenance.get("supernet_seed", config.seed)),
+                               parts)
     with torch.no_grad():
         net = bound.network(spec)
     torch.save(net.state_dict(), path)

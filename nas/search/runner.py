@@ -475,7 +475,8 @@ def _node_lost(ray: Any) -> tuple[type[BaseException], ...]:
 
 
 # Evaluator fields added after studies were run, with their defaults (see _evaluator_key).
-_LATER_FIELDS: dict[str, Any] = {"train_workers": 1, "train_gpus_per_worker": 0.0}
+_LATER_FIELDS: dict[str, Any] = {"train_workers": 1, "train_gpus_per_worker": 0.0,
+                                 "split": [], "split_epochs": None}
 
 
 def _evaluator_key(evaluator: Any) -> str:
@@ -484,7 +485,6 @@ def _evaluator_key(evaluator: Any) -> str:
     unset = {name for name, default in _LATER_FIELDS.items()
              if name in type(evaluator).model_fields and getattr(evaluator, name) == default}
     return hashlib.sha256(evaluator.model_dump_json(exclude=unset).encode()).hexdigest()[:8]
-
 
 
 def _result_key(spec_id: str, evaluator_key: str) -> str:

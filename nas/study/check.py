@@ -210,6 +210,17 @@ def _cost_facts(prepared: PreparedStudy, fixed: list[dict[str, Any]],
             f"is stored ({entry.folder}): reused, not trained" if entry.complete else
             f"is not stored: `nas run` trains it first ({ev.train_config().epochs} epochs), "
             f"into {entry.folder}"))
+        evaluator = ev.build()
+        parts = evaluator.stored_parts(prepared.space, config.budget, config.seed)
+        if parts:
+            stored = sum(e.complete for _, e in parts)
+            out["supernet"]["parts"] = [
+                {"split": dict(zip(ev.split, values, strict=True)), "key": e.key,
+                 "folder": str(e.folder), "stored": e.complete} for values, e in parts]
+            lines.append(f"supernet split by {', '.join(ev.split)}: {len(parts)} sub-supernets "
+                         f"({stored} stored; `nas run` trains the other {len(parts) - stored} "
+                         f"first, {ev.part_train_config().epochs} epochs each, from the shared "
+                         "one; a part where no network fits the budget gets none)")
     else:  # a kind registered by a plugin: what it does is its own
         lines.append(f"evaluation: {ev.summary()} (its cost is not estimated)")
     if counts["searched"]:

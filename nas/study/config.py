@@ -316,6 +316,10 @@ class RefineConfig(_Model):
         ProxyTrainConfig(kind="proxy_train")
 
 
+# Design parameters a supernet may be split along (their values give tensors of their own).
+SplitParam = Literal["block", "local_conv", "attention", "norm", "head_conv"]
+
+
 class SupernetConfig(_Model):
     """Score candidates with weights inherited from a weight-sharing supernet
     (nas.evaluators.supernet): the supernet over the study's space is trained once under the
@@ -338,6 +342,11 @@ class SupernetConfig(_Model):
     # instance of workers.address (or a local one), each with this many GPUs (0: CPUs, gloo).
     train_workers: int = Field(1, ge=1)
     train_gpus_per_worker: float = Field(0.0, ge=0)
+    # Few-shot NAS (nas.evaluators.supernet): one sub-supernet per combination of these design
+    # parameters' values, each starting from the shared supernet's weights and trained
+    # ``split_epochs`` more (default: the training's epochs) on its part of the space only.
+    split: list[SplitParam] = []
+    split_epochs: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _gpus_need_workers(self) -> SupernetConfig:
@@ -345,6 +354,11 @@ class SupernetConfig(_Model):
             raise ValueError(f"train_gpus_per_worker={self.train_gpus_per_worker}: needs "
                              "train_workers >= 2 (one process trains "
                              "the supernet in the driver, on its CPU)")
+        if self.split_epochs is not None and not self.split:
+            raise ValueError(f"split_epochs={self.split_epochs}: needs split (the design "
+                             "parameters to split the supernet along)")
+        if len(set(self.split)) != len(self.split):
+            raise ValueError(f"split={self.split}: a parameter is listed twice")
         return self
 
     def build(self) -> Any:
@@ -358,12 +372,19 @@ class SupernetConfig(_Model):
         """The training section as a ``train`` evaluator's (a ``proxy_train`` one expanded)."""
         return self.train.as_train() if isinstance(self.train, ProxyTrainConfig) else self.train
 
+    def part_train_config(self) -> TrainConfig:
+        """The training of each sub-supernet of a split: the shared one's, for ``split_epochs``."""
+        shared = self.train_config()
+        return shared.model_copy(update={"epochs": self.split_epochs or shared.epochs})
+
     def summary(self) -> str:
         t = self.train_config()
         refine = (f"; refine top {self.refine.top_k} with {self.refine.evaluator.kind}"
                   if self.refine else "")
+        split = (f", then split by {', '.join(self.split)} (one sub-supernet per value, "
+                 f"{self.part_train_config().epochs} epochs each)" if self.split else "")
         return (f"supernet: trained {t.epochs} epochs on {t.dataset.kind} at {t.resolution}x"
-                f"{t.resolution} ({self.subnets + 2} subnets a step), candidates scored with "
+                f"{t.resolution} ({self.subnets + 2} subnets a step){split}, candidates scored with "
                 f"inherited weights after {self.calibration_batches} recalibration batches"
                 f"{refine}")
 

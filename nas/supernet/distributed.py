@@ -114,6 +114,9 @@ class DistributedJob:
     checkpoint: str
     threads: int
     use_gpu: bool
+    train: Any = None  # the training (TrainConfig); None: the evaluator's own
+    warm_from: str | None = None  # a sub-supernet of a split starts from these stored weights
+    warm_space: Any = None  # ... of a supernet over this space
 
 
 def _worker_loop(config: dict[str, Any]) -> None:
@@ -132,10 +135,17 @@ def _worker_loop(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = str(ray.train.torch.get_device()) if job.use_gpu else "cpu"
-    cfg = job.evaluator.config.train_config()
+    cfg = job.train or job.evaluator.config.train_config()
     with torch_threads(job.threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(job.seed)
-        supernet = Supernet(job.space, seed=job.seed).to(device)
+        supernet = Supernet(job.space, seed=job.seed)
+        if job.warm_from is not None:
+            parent = Supernet(job.warm_space, seed=job.seed)
+            parent.load_state_dict(torch.load(job.warm_from, map_location="cpu",
+                                              weights_only=True))
+            supernet.inherit(parent)
+            del parent
+        supernet = supernet.to(device)
         sampler = SandwichSampler(job.space, BudgetGate(job.budget), seed=job.seed)
         train_src, val_src = job.evaluator._sources
         full, val_loader = make_loaders(cfg, train_src, val_src, seed=job.seed)

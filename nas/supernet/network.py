@@ -301,6 +301,16 @@ class Supernet(nn.Module):
         net.load_state_dict(state)
         return net.train(self.training)
 
+    @torch.no_grad()
+    def inherit(self, parent: Supernet) -> None:
+        """Start from ``parent``'s weights and statistics: every tensor of this supernet is cut
+        from the parent's tensor of the same name (a sub-supernet of a few-shot split starts from
+        the shared supernet; its space must be part of the parent's)."""
+        for key, where in self.layout.items():
+            buffer, name = self._homes[key]
+            mine = self._buffers[name] if buffer else self.weights[name]
+            mine.copy_(parent._take(where))
+
     def tensor_count(self) -> int:
         """Number of values the supernet holds (parameters and running statistics)."""
         return sum(t.numel() for t in self.state_dict().values())

@@ -86,7 +86,8 @@ class StoredSupernet:
         history = m.get("history") or [{}]
         top1 = history[-1].get("top1", {})
         scores = ", ".join(f"{k} {v:.1f} %" for k, v in top1.items())
-        return (f"{self.key}  {m.get('study', '?')}: {m.get('epochs')} epochs at "
+        part = f" ({m['part']}, from {m['from']})" if m.get("part") else ""
+        return (f"{self.key}  {m.get('study', '?')}{part}: {m.get('epochs')} epochs at "
                 f"{train.get('resolution')} px, {m.get('tensor_values', 0) / 1e6:.1f} M values, "
                 f"{m.get('wall_time_s', 0) / 60:.1f} min{'; ' + scores if scores else ''}; "
                 f"trained {m.get('finished', '?')}")

@@ -185,3 +185,16 @@ def test_attention_choices_are_the_registered_kinds_in_a_stable_order():
     # Same choices in the same order: an existing study samples exactly as before under its seed.
     assert MobileViTSpace().params["attention"].values == ("mhsa", "separable")
     assert [p for p in DEFAULT_PARAMS if p.name == "attention"][0].values == ("mhsa", "separable")
+
+
+def test_fixing_parameters_gives_the_part_of_the_space_with_those_values():
+    space = MobileViTSpace({"block": ["v1", "v2", "v3_v1"], "norm": ["layer_norm", "group_norm"]})
+    part = space.fixing({"block": "v2"})
+    assert tuple(part.params["block"].values) == ("v2",)
+    assert tuple(space.params["block"].values) == ("v1", "v2", "v3_v1")
+    assert part.params["norm"].values == space.params["norm"].values
+    assert (part.num_classes, part.resolution) == (space.num_classes, space.resolution)
+    for name, value in [("block", "v3_v2"), ("no_such", 1)]:
+        with pytest.raises(SpaceError) as info:
+            space.fixing({name: value})
+        assert str(info.value).startswith(f"space.{name}=") and "\n" not in str(info.value)

@@ -177,3 +177,114 @@ def test_the_report_marks_inherited_accuracies_and_draws_them_against_the_retrai
     assert "inherited" in data.accuracy_label
     assert set(data.pareto_table.accuracy_source) == {"inherited"}
     FIGURES["inherited_retrained"].draw(data)  # draws
+
+
+def _split_study(tmp_path, store, **changes):
+    return _study(tmp_path, **{"trials": 6, **changes}, evaluator={
+        "kind": "supernet", "train": {**DATA, "epochs": 1}, "store": str(store),
+        "calibration_batches": 1, "split": ["block"], "split_epochs": 1})
+
+
+@pytest.fixture(scope="module")
+def split(finished, tmp_path_factory):
+    """A split (few-shot) study over the finished study's space and store: its shared supernet
+    is the finished study's, and one sub-supernet per block design is trained from it."""
+    tmp, _, _ = finished
+    run = tmp_path_factory.mktemp("split_study")
+    stream = io.StringIO()
+    summary = run_study(_split_study(run, tmp / "store"), stream=stream)
+    return tmp / "store", run / "run", summary, stream.getvalue()
+
+
+def test_a_split_study_trains_a_sub_supernet_per_block_from_the_shared_one(split):
+    store, run, summary, progress = split
+    assert summary.finished and summary.counts.failed == 0
+    entries = {e.key: e for e in SupernetStore(store).entries()}
+    parts = [e for e in entries.values() if "part" in e.meta]
+    (shared,) = [e for e in entries.values() if "part" not in e.meta]
+    # The shared supernet is the unsplit study's (split is not in its key): reused, not retrained.
+    assert f"supernet {shared.key}: stored in" in progress
+    assert len(entries) == 3 and all(e.complete for e in entries.values())
+    assert sorted(e.meta["part"] for e in parts) == ["block=v2", "block=v3_v1"]
+    assert {e.meta["from"] for e in parts} == {shared.key}
+    space = MobileViTSpace(TINY, num_classes=10)
+    scored = _split_trials(run)
+    assert scored and all(t.user_attrs["eval"]["inherited"] for t, _ in scored)
+    for trial, spec in scored:
+        provenance = trial.user_attrs["eval"]
+        assert provenance["split"] == {"block": space.params_for(spec)["block"]}
+        assert entries[provenance["supernet"]].meta["part"] == f"block={provenance['split']['block']}"
+
+
+def _split_trials(run):
+    """The split study's scored trials, each with its spec."""
+    from mobilevit import load_spec
+    from nas.results.runs import open_run
+
+    study, _ = open_run(run)
+    return [(t, load_spec(run / "specs" / f"{t.user_attrs['spec_id']}.json"))
+            for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get("eval") and "duplicate_of" not in t.user_attrs]
+
+
+def test_a_second_split_study_reuses_every_stored_sub_supernet(split, tmp_path):
+    store, _, _, _ = split
+    before = {e.key: (e.weights).stat().st_mtime_ns for e in SupernetStore(store).entries()}
+    stream = io.StringIO()
+    assert run_study(_split_study(tmp_path, store, trials=2), stream=stream).finished
+    progress = stream.getvalue()
+    assert progress.count(", reused") == 3 and "epoch" not in progress
+    assert {e.key: e.weights.stat().st_mtime_ns for e in SupernetStore(store).entries()} == before
+
+
+def test_a_split_candidates_saved_weights_score_what_its_trial_recorded(split, tmp_path):
+    store, run, _, _ = split
+    from mobilevit import create_model
+    from nas.evaluators.supernet import save_inherited_weights
+    from nas.study.prepare import stored_config
+
+    config = stored_config(run)
+    _, val = config.evaluator.build().attached(
+        MobileViTSpace(config.space, num_classes=10), store, config.seed)._data()
+    for trial, spec in _split_trials(run)[:2]:
+        path = save_inherited_weights(config, trial.user_attrs["eval"], spec,
+                                      tmp_path / f"{trial.number}.pt")
+        net = create_model(spec)
+        net.load_state_dict(torch.load(path, weights_only=True))
+        net.eval()
+        with torch.no_grad():
+            correct = sum(int((net(x).argmax(1) == y).sum()) for x, y in val)
+        assert 100 * correct / sum(len(y) for _, y in val) == pytest.approx(
+            trial.user_attrs["accuracy"], abs=1e-3)
+
+
+def test_check_and_supernet_info_list_a_splits_sub_supernets(split, capsys, tmp_path):
+    store, _, _, _ = split
+    import yaml
+
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(json.loads(json.dumps(
+        _split_study(tmp_path, store).config.model_dump(mode="json")))))
+    assert main(["supernet", "info", str(study)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("  part ") == 2 and "part v2: " in out and "part v3_v1: " in out
+    assert "not trained yet" not in out
+    assert main(["check", str(study), "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    parts = facts["cost"]["supernet"]["parts"]
+    assert [p["split"] for p in parts] == [{"block": "v2"}, {"block": "v3_v1"}]
+    assert all(p["stored"] for p in parts)
+
+
+@pytest.mark.parametrize(("changes", "fault"), [
+    ({"split": ["no_such"]}, "evaluator.split[0]=\"no_such\""),
+    ({"split_epochs": 2}, "split_epochs=2: needs split"),
+    ({"split": ["block", "block"]}, "listed twice"),
+])
+def test_a_bad_split_is_a_one_line_error_naming_it(changes, fault, tmp_path):
+    from nas.study.config import StudyError
+
+    with pytest.raises(StudyError) as info:
+        _study(tmp_path, evaluator={"kind": "supernet", "train": {**DATA, "epochs": 1},
+                                    **changes})
+    assert fault in str(info.value) and "\n" not in str(info.value)

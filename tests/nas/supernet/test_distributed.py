@@ -112,7 +112,7 @@ def _largest(space):
     return SandwichSampler(space, BudgetGate(BUDGET), seed=0).largest
 
 
-def test_the_distributed_settings_leave_an_existing_studys_evaluator_key_alone():
+def test_the_distributed_and_split_settings_leave_an_existing_studys_evaluator_key_alone():
     # Trials share results under one evaluator key: a run resumed after these settings were
     # added must find its earlier results under the key it wrote them with.
     import hashlib
@@ -121,6 +121,8 @@ def test_the_distributed_settings_leave_an_existing_studys_evaluator_key_alone()
     from nas.study.config import SupernetConfig
 
     config = SupernetConfig(kind="supernet")
-    before = config.model_dump_json(exclude={"train_workers", "train_gpus_per_worker"})
+    before = config.model_dump_json(exclude={"train_workers", "train_gpus_per_worker", "split",
+                                             "split_epochs"})
     assert _evaluator_key(config) == hashlib.sha256(before.encode()).hexdigest()[:8]
     assert _evaluator_key(config.model_copy(update={"train_workers": 2})) != _evaluator_key(config)
+    assert _evaluator_key(config.model_copy(update={"split": ["block"]})) != _evaluator_key(config)

@@ -53,6 +53,24 @@ def test_the_supernet_runs_a_candidate_exactly_as_its_extracted_network(supernet
     assert torch.equal(shared, net(x)), spec.summary()
 
 
+@pytest.mark.parametrize("fixed", [{"block": "v2"}, {"block": "v3_v1", "local_kernel": 5}])
+def test_a_sub_supernet_inherits_exactly_its_parts_weights(supernet, fixed):
+    part = Supernet(supernet.space.fixing(fixed), seed=1)  # a different start, overwritten
+    part.inherit(supernet)
+    specs = random_specs(part.space, 4, seed=len(fixed))
+    assert all(part.space.params_for(spec)[k] == v for spec in specs for k, v in fixed.items())
+    part.eval()
+    supernet.eval()
+    x = images()
+    with torch.no_grad():
+        for spec in specs:
+            mine, theirs = part.extract(spec).state_dict(), supernet.extract(spec).state_dict()
+            assert mine.keys() == theirs.keys()
+            assert all(torch.equal(mine[k], theirs[k]) for k in mine), spec.summary()
+            assert torch.equal(part(x, spec), supernet(x, spec)), spec.summary()
+    assert part.tensor_count() < supernet.tensor_count()  # the other designs' tensors are not
+
+
 def test_every_design_choice_has_its_own_weights_and_the_rest_is_shared(supernet):
     space = supernet.space
     keys = set(supernet.layout)
