@@ -4,6 +4,7 @@
         [--study studies/under_6m.yaml] [--sampled 9] [--seeds 2] [--epochs 6]
         [--supernet-epochs 12] [--images-per-class 200] [--resolution 32]
         [--out bench/results/supernet_ranking.json] [--fresh]
+        [--split block [...]] [--split-epochs 3] [--standalone-from RESULTS.json]
 
 On CIFAR-10, over the default study's space and budget:
 
@@ -19,6 +20,11 @@ On CIFAR-10, over the default study's space and budget:
    standalone seed with the other (the reference's own noise), the same restricted to the better
    half, and the agreement on the six published same-size pairs where the papers say which is
    better (v3 over v1 for XXS, XS, S; v3 over v2 for 0.5, 0.75, 1.0).
+
+With ``--split`` the supernet is few-shot: after the shared training, one sub-supernet per value
+of the split parameters trains ``--split-epochs`` more from the shared weights, and a candidate is
+scored with its part's (the study evaluator's ``split``). ``--standalone-from`` reuses another
+run's standalone accuracies for the same architectures at the same fidelity.
 
 Training uses the papers' recipe loop with a step-indexed cosine, as bench/proxy_fidelity.py.
 Results are written after every step, and a re-run continues from them (``--fresh`` starts over).
@@ -99,6 +105,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", default=str(ROOT / "bench/results/supernet_ranking.json"))
     parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--split", nargs="*", default=[],
+                        help="few-shot: split the supernet along these design parameters")
+    parser.add_argument("--split-epochs", type=int, default=None,
+                        help="epochs each sub-supernet trains on from the shared one")
+    parser.add_argument("--standalone-from", default=None,
+                        help="a results file of the same architectures and fidelity whose "
+                             "standalone accuracies to reuse (they do not depend on the split)")
     args = parser.parse_args()
     archive, out = Path(args.data), Path(args.out)
     results = resume_cifar_bench(args.data, args.out, args.fresh)
@@ -106,11 +119,19 @@ def main() -> None:
         return
     settings = {k: getattr(args, k) for k in ("study", "sampled", "seeds", "epochs",
                                               "supernet_epochs", "images_per_class",
-                                              "val_per_class", "resolution", "threads")}
+                                              "val_per_class", "resolution", "threads",
+                                              "split", "split_epochs")}
     if results.get("settings", settings) != settings:
         sys.exit(f"{out} holds results of other settings; add --fresh to start over")
     results["settings"] = settings
     results.setdefault("models", {})
+    reused = {}
+    if args.standalone_from:
+        other = json.loads(Path(args.standalone_from).read_text())
+        fidelity = ("epochs", "images_per_class", "val_per_class", "resolution")
+        if any(other["settings"][k] != settings[k] for k in fidelity):
+            sys.exit(f"{args.standalone_from}: its standalone fidelity differs from this run's")
+        reused = {m["spec_id"]: m["standalone"] for m in other["models"].values()}
 
     def save() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +156,8 @@ def main() -> None:
         assert isinstance(base, SupernetConfig), f"{args.study}: not a supernet study"
         config = base.model_copy(update={
             "train": train_config(args.supernet_epochs), "eval_images": None, "refine": None,
-            "store": str(out.parent / "supernet_ranking_store")})
+            "store": str(out.parent / "supernet_ranking_store"),
+            "split": args.split, "split_epochs": args.split_epochs if args.split else None})
         space = prepared.space
         # 1. the supernet
         start = time.perf_counter()
@@ -149,6 +171,17 @@ def main() -> None:
                 "wall_time_s": round(meta.get("wall_time_s", time.perf_counter() - start), 1),
                 "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                 "history": meta.get("history"), "key": Path(evaluator.folder).name}
+            parts = []
+            for values, folder in evaluator.parts:
+                part = json.loads((Path(folder) / "meta.json").read_text())
+                parts.append({"split": list(values), "key": Path(folder).name,
+                              "wall_time_s": round(part["wall_time_s"], 1),
+                              "history": part.get("history")})
+            if parts:  # the few-shot cost: the shared supernet and every sub-supernet
+                results["supernet"]["parts"] = parts
+                results["supernet"]["shared_wall_time_s"] = results["supernet"]["wall_time_s"]
+                results["supernet"]["wall_time_s"] = round(
+                    results["supernet"]["wall_time_s"] + sum(p["wall_time_s"] for p in parts), 1)
             save()
         # 2. the architectures
         gate = BudgetGate(study.budget)
@@ -178,6 +211,8 @@ def main() -> None:
                 row["naswot_s"] = round(time.perf_counter() - t0, 3)
                 save()
             seeds = row.setdefault("standalone", {})
+            for seed, value in reused.get(spec.spec_id, {}).items():
+                seeds.setdefault(seed, {**value, "reused": args.standalone_from})
             for seed in range(args.seeds):  # 4. standalone
                 if str(seed) in seeds:
                     continue
