@@ -4,7 +4,8 @@
         [--study studies/under_6m.yaml] [--sampled 9] [--seeds 2] [--epochs 6]
         [--supernet-epochs 12] [--images-per-class 200] [--resolution 32]
         [--out bench/results/supernet_ranking.json] [--fresh]
-        [--split block [...]] [--split-epochs 3] [--standalone-from RESULTS.json]
+        [--split block [...]] [--split-epochs 3] [--split-lr 2e-4]
+        [--standalone-from RESULTS.json]
 
 On CIFAR-10, over the default study's space and budget:
 
@@ -109,6 +110,8 @@ def main() -> None:
                         help="few-shot: split the supernet along these design parameters")
     parser.add_argument("--split-epochs", type=int, default=None,
                         help="epochs each sub-supernet trains on from the shared one")
+    parser.add_argument("--split-lr", type=float, default=None,
+                        help="peak learning rate of the split epochs (default: the training's)")
     parser.add_argument("--standalone-from", default=None,
                         help="a results file of the same architectures and fidelity whose "
                              "standalone accuracies to reuse (they do not depend on the split)")
@@ -121,6 +124,8 @@ def main() -> None:
                                               "supernet_epochs", "images_per_class",
                                               "val_per_class", "resolution", "threads",
                                               "split", "split_epochs")}
+    if args.split_lr is not None:
+        settings["split_lr"] = args.split_lr
     if results.get("settings", settings) != settings:
         sys.exit(f"{out} holds results of other settings; add --fresh to start over")
     results["settings"] = settings
@@ -157,7 +162,8 @@ def main() -> None:
         config = base.model_copy(update={
             "train": train_config(args.supernet_epochs), "eval_images": None, "refine": None,
             "store": str(out.parent / "supernet_ranking_store"),
-            "split": args.split, "split_epochs": args.split_epochs if args.split else None})
+            "split": args.split, "split_epochs": args.split_epochs if args.split else None,
+            "split_lr": args.split_lr if args.split else None})
         space = prepared.space
         # 1. the supernet
         start = time.perf_counter()

@@ -476,7 +476,8 @@ def _node_lost(ray: Any) -> tuple[type[BaseException], ...]:
 
 # Evaluator fields added after studies were run, with their defaults (see _evaluator_key).
 _LATER_FIELDS: dict[str, Any] = {"train_workers": 1, "train_gpus_per_worker": 0.0,
-                                 "split": [], "split_epochs": None}
+                                 "split": [], "split_epochs": None,
+                                 "split_lr": None}
 
 
 def _evaluator_key(evaluator: Any) -> str:

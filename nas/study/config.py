@@ -347,6 +347,9 @@ class SupernetConfig(_Model):
     # ``split_epochs`` more (default: the training's epochs) on its part of the space only.
     split: list[SplitParam] = []
     split_epochs: int | None = Field(None, ge=1)
+    # The split epochs' peak learning rate (default: the training's): they start from weights
+    # the shared training's schedule has already cooled.
+    split_lr: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _gpus_need_workers(self) -> SupernetConfig:
@@ -354,9 +357,10 @@ class SupernetConfig(_Model):
             raise ValueError(f"train_gpus_per_worker={self.train_gpus_per_worker}: needs "
                              "train_workers >= 2 (one process trains "
                              "the supernet in the driver, on its CPU)")
-        if self.split_epochs is not None and not self.split:
-            raise ValueError(f"split_epochs={self.split_epochs}: needs split (the design "
-                             "parameters to split the supernet along)")
+        for name in ("split_epochs", "split_lr"):
+            if getattr(self, name) is not None and not self.split:
+                raise ValueError(f"{name}={getattr(self, name)}: needs split (the design "
+                                 "parameters to split the supernet along)")
         if len(set(self.split)) != len(self.split):
             raise ValueError(f"split={self.split}: a parameter is listed twice")
         return self
@@ -373,16 +377,24 @@ class SupernetConfig(_Model):
         return self.train.as_train() if isinstance(self.train, ProxyTrainConfig) else self.train
 
     def part_train_config(self) -> TrainConfig:
-        """The training of each sub-supernet of a split: the shared one's, for ``split_epochs``."""
+        """The training of each sub-supernet of a split: the shared one's, for ``split_epochs``
+        and at ``split_lr``."""
         shared = self.train_config()
-        return shared.model_copy(update={"epochs": self.split_epochs or shared.epochs})
+        recipe = shared.recipe
+        if self.split_lr is not None:
+            lr = self.split_lr
+            recipe = recipe.model_copy(update={"lr": lr, "min_lr": min(recipe.min_lr, lr),
+                                               "warmup_init_lr": min(recipe.warmup_init_lr, lr)})
+        return shared.model_copy(update={"epochs": self.split_epochs or shared.epochs,
+                                         "recipe": recipe})
 
     def summary(self) -> str:
         t = self.train_config()
         refine = (f"; refine top {self.refine.top_k} with {self.refine.evaluator.kind}"
                   if self.refine else "")
+        part = self.part_train_config()
         split = (f", then split by {', '.join(self.split)} (one sub-supernet per value, "
-                 f"{self.part_train_config().epochs} epochs each)" if self.split else "")
+                 f"{part.epochs} epochs each at lr {part.recipe.lr:g})" if self.split else "")
         return (f"supernet: trained {t.epochs} epochs on {t.dataset.kind} at {t.resolution}x"
                 f"{t.resolution} ({self.subnets + 2} subnets a step){split}, candidates scored with "
                 f"inherited weights after {self.calibration_batches} recalibration batches"

@@ -280,6 +280,8 @@ def test_check_and_supernet_info_list_a_splits_sub_supernets(split, capsys, tmp_
     ({"split": ["no_such"]}, "evaluator.split[0]=\"no_such\""),
     ({"split_epochs": 2}, "split_epochs=2: needs split"),
     ({"split": ["block", "block"]}, "listed twice"),
+    ({"split_lr": 1e-4}, "split_lr=0.0001: needs split"),
+    ({"split": ["block"], "split_lr": 0}, "evaluator.split_lr=0"),
 ])
 def test_a_bad_split_is_a_one_line_error_naming_it(changes, fault, tmp_path):
     from nas.study.config import StudyError
@@ -288,3 +290,20 @@ def test_a_bad_split_is_a_one_line_error_naming_it(changes, fault, tmp_path):
         _study(tmp_path, evaluator={"kind": "supernet", "train": {**DATA, "epochs": 1},
                                     **changes})
     assert fault in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_split_epochs_train_at_their_own_learning_rate_under_their_own_key(tmp_path):
+    space = MobileViTSpace(TINY, num_classes=10)
+    budget = Budget(max_params=400_000)
+    base = {"kind": "supernet", "train": DATA | {"epochs": 2}, "split": ["block"]}
+    plain, slow = (SupernetConfig(**base), SupernetConfig(**base, split_epochs=1, split_lr=1e-4))
+    assert plain.part_train_config() == plain.train_config()
+    part = slow.part_train_config()
+    assert (part.epochs, part.recipe.lr) == (1, 1e-4)
+    assert part.recipe.min_lr <= 1e-4 and part.recipe.warmup_init_lr <= 1e-4
+    assert part.model_copy(update={"epochs": 2, "recipe": plain.train_config().recipe}) == \
+        plain.train_config()
+    # the shared supernet is the same; its parts are not
+    assert plain.build().key(space, budget, 0) == slow.build().key(space, budget, 0)
+    assert plain.build().part_key(space, budget, 0, ("v2",)) != \
+        slow.build().part_key(space, budget, 0, ("v2",))

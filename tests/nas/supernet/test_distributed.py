@@ -122,7 +122,7 @@ def test_the_distributed_and_split_settings_leave_an_existing_studys_evaluator_k
 
     config = SupernetConfig(kind="supernet")
     before = config.model_dump_json(exclude={"train_workers", "train_gpus_per_worker", "split",
-                                             "split_epochs"})
+                                             "split_epochs", "split_lr"})
     assert _evaluator_key(config) == hashlib.sha256(before.encode()).hexdigest()[:8]
     assert _evaluator_key(config.model_copy(update={"train_workers": 2})) != _evaluator_key(config)
     assert _evaluator_key(config.model_copy(update={"split": ["block"]})) != _evaluator_key(config)
