@@ -144,10 +144,19 @@ def main() -> None:
 
     prepared = load(args.study)
     study = prepared.config
+    # The images at a fixed path: the path is part of the supernet's store key, so a rerun (a
+    # split after a one-shot run, say) reuses the stored supernet.
+    images = Path(tempfile.gettempdir()) / "supernet_ranking_cifar10"
     with tempfile.TemporaryDirectory() as tmp:
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")
-        data = DatasetConfig(kind="folder", path=tmp, val_split="test",
+        if not images.exists():
+            with tarfile.open(archive) as tar:
+                tar.extractall(tmp, filter="data")
+            Path(tmp, "images").mkdir()
+            for item in Path(tmp).iterdir():
+                if item.name != "images":
+                    item.rename(Path(tmp, "images", item.name))
+            Path(tmp, "images").rename(images)
+        data = DatasetConfig(kind="folder", path=str(images), val_split="test",
                              images_per_class=args.images_per_class,
                              val_images_per_class=args.val_per_class)
 
