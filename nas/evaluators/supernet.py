@@ -75,12 +75,21 @@ class SupernetEvaluator:
 
     def key(self, space: MobileViTSpace, budget: Budget, seed: int) -> str:
         """The store key of the supernet for this study's space, budget and seed."""
+        return supernet_key(space, budget.model_dump(mode="json"),
+                            self.config.train_config().model_dump(mode="json"), self._sandwich(),
+                            seed)
+
+    def _sandwich(self) -> dict[str, Any]:
+        """The sandwich settings a store key covers."""
         c = self.config
         sandwich: dict[str, Any] = {"subnets": c.subnets, "distill": c.distill}
         if c.train_workers > 1:  # per-worker BatchNorm batches: other weights (same keys at 1)
             sandwich["train_workers"] = c.train_workers
-        return supernet_key(space, budget.model_dump(mode="json"),
-                            c.train_config().model_dump(mode="json"), sandwich, seed)
+        return sandwich
+
+    def split_of(self, values: tuple[Any, ...]) -> dict[str, Any]:
+        """The split parameters named with ``values``: {"block": "v2"}."""
+        return dict(zip(self.config.split, values, strict=True))
 
     def stored(self, space: MobileViTSpace, budget: Budget, seed: int) -> StoredSupernet:
         """The store entry this study would use (complete or not)."""
@@ -90,22 +99,18 @@ class SupernetEvaluator:
         """The parts of ``space`` a split supernet has: (values of the split parameters, the
         space with them fixed) for each combination; none without ``split``."""
         names = self.config.split
-        return [(values, space.fixing(dict(zip(names, values, strict=True))))
+        return [(values, space.fixing(self.split_of(values)))
                 for values in itertools.product(*(space.params[n].values for n in names))
                 ] if names else []
 
     def part_key(self, space: MobileViTSpace, budget: Budget, seed: int,
                  values: tuple[Any, ...]) -> str:
         """The store key of the sub-supernet for the part ``values`` of ``space``."""
-        c = self.config
-        sandwich: dict[str, Any] = {"subnets": c.subnets, "distill": c.distill,
-                                    "split": dict(zip(c.split, values, strict=True)),
-                                    "from": self.key(space, budget, seed)}
-        if c.train_workers > 1:
-            sandwich["train_workers"] = c.train_workers
-        part = space.fixing(dict(zip(c.split, values, strict=True)))
-        return supernet_key(part, budget.model_dump(mode="json"),
-                            c.part_train_config().model_dump(mode="json"), sandwich, seed)
+        sandwich = {**self._sandwich(), "split": self.split_of(values),
+                    "from": self.key(space, budget, seed)}
+        return supernet_key(space.fixing(self.split_of(values)), budget.model_dump(mode="json"),
+                            self.config.part_train_config().model_dump(mode="json"), sandwich,
+                            seed)
 
     def stored_parts(self, space: MobileViTSpace, budget: Budget,
                      seed: int) -> list[tuple[tuple[Any, ...], StoredSupernet]]:
@@ -136,11 +141,11 @@ class SupernetEvaluator:
 
     # -- in a worker ------------------------------------------------------------------------
 
-    def _part_of(self, spec: ArchSpec) -> tuple[tuple[Any, ...], str, MobileViTSpace]:
-        """The split values, folder and space of the (sub-)supernet ``spec`` is cut from."""
+    def _part_of(self, spec: ArchSpec) -> tuple[tuple[Any, ...], str]:
+        """The split values and folder of the (sub-)supernet ``spec`` is cut from."""
         assert self.space is not None and self.folder is not None
         if not self.parts:
-            return (), self.folder, self.space
+            return (), self.folder
         names = self.config.split
         try:
             params = self.space.params_for(spec)
@@ -152,16 +157,17 @@ class SupernetEvaluator:
             where = ", ".join(f"{n}={v}" for n, v in zip(names, values, strict=True))
             raise EvaluationError(f"spec {spec.spec_id}: no sub-supernet for {where} (no "
                                   "network of that part fits the budget)")
-        return values, folder, self.space.fixing(dict(zip(names, values, strict=True)))
+        return values, folder
 
     def _supernet(self, spec: ArchSpec) -> tuple[Supernet, str]:
         if self.space is None or self.folder is None:
             raise EvaluationError("the supernet evaluator was not prepared for a study (the "
                                   "driver trains or loads its supernet before the search)")
-        _, folder, space = self._part_of(spec)
+        values, folder = self._part_of(spec)
         net = _SUPERNETS.get(folder)
         if net is None:
-            net = _load(Path(folder) / "supernet.pt", space, self.seed)
+            space = self.space.fixing(self.split_of(values)) if values else self.space
+            net = Supernet.load(Path(folder) / "supernet.pt", space, self.seed)
             net.eval()
             _SUPERNETS[folder] = net
             # every sub-supernet of a split stays loaded: candidates come in any order
@@ -214,9 +220,9 @@ class SupernetEvaluator:
             total += len(labels)
         top1 = round(100 * correct / max(1, total), 3)
         cfg = self.config.train_config()
-        values, used, _ = self._part_of(spec)
+        values, used = self._part_of(spec)
         folder = Path(used)
-        split = ({"split": dict(zip(self.config.split, values, strict=True)),
+        split = ({"split": self.split_of(values),
                   "split_epochs": self.config.part_train_config().epochs} if values else {})
         return EvalResult(accuracy=top1, curve=(top1,), provenance={**split,
             "evaluator": self.name, "metric": "top1", "inherited": True,
@@ -300,7 +306,7 @@ def _ensure(evaluator: SupernetEvaluator, key: str, space: MobileViTSpace, budge
             warm = None
             if parent is not None:
                 warm = str(parent[0].weights)
-                supernet.inherit(_load(parent[0].weights, parent[1], seed))
+                supernet.inherit(Supernet.load(parent[0].weights, parent[1], seed))
             train_src, val_src = evaluator._sources
             resumed = " (resuming)" if entry.checkpoint.exists() else ""
             workers = config.train_workers
@@ -349,13 +355,6 @@ def _ensure(evaluator: SupernetEvaluator, key: str, space: MobileViTSpace, budge
         say(f"{title}: trained in {result.wall_time_s / 60:.1f} min, stored in "
             f"{entry.folder}")
         return store.entry(key)
-
-
-def _load(weights: Path, space: MobileViTSpace, seed: int) -> Supernet:
-    """A stored supernet over ``space``, loaded on the CPU."""
-    net = Supernet(space, seed=seed)
-    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    return net
 
 
 def save_inherited_weights(config: Any, provenance: dict[str, Any], spec: ArchSpec,

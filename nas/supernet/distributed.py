@@ -140,11 +140,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
         torch.manual_seed(job.seed)
         supernet = Supernet(job.space, seed=job.seed)
         if job.warm_from is not None:
-            parent = Supernet(job.warm_space, seed=job.seed)
-            parent.load_state_dict(torch.load(job.warm_from, map_location="cpu",
-                                              weights_only=True))
-            supernet.inherit(parent)
-            del parent
+            supernet.inherit(Supernet.load(job.warm_from, job.warm_space, job.seed))
         supernet = supernet.to(device)
         sampler = SandwichSampler(job.space, BudgetGate(job.budget), seed=job.seed)
         train_src, val_src = job.evaluator._sources

@@ -19,6 +19,7 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -300,6 +301,13 @@ class Supernet(nn.Module):
                  for _, path, entries in self._steps(spec) for e in entries}
         net.load_state_dict(state)
         return net.train(self.training)
+
+    @classmethod
+    def load(cls, weights: str | Path, space: MobileViTSpace, seed: int = 0) -> Supernet:
+        """A stored supernet over ``space`` (its ``supernet.pt``), loaded on the CPU."""
+        net = cls(space, seed=seed)
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        return net
 
     @torch.no_grad()
     def inherit(self, parent: Supernet) -> None:
