@@ -43,6 +43,11 @@ def _resize_to_multiple(x: Tensor, patch_h: int, patch_w: int, *, align_corners:
     return F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=align_corners)
 
 
+def _layout_of(x: Tensor) -> torch.memory_format:
+    return (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+            and not x.is_contiguous() else torch.contiguous_format)
+
+
 class MobileViTBlock(nn.Module):
     """One MobileViT block of width ``channels`` (input and output) configured by ``spec``."""
 
@@ -84,6 +89,10 @@ class MobileViTBlock(nn.Module):
         if self.layout == "tokens":
             g = g.permute(0, 3, 1, 2)  # [B, d, P, N]
         g = fold_patches(g, self.patch_h, self.patch_w, gh, gw)  # [B, d, H', W']
+        # The fold returns a contiguous map; a channels-last input keeps its layout through the
+        # block, so that every later conv and norm (and their backward passes) stays on the
+        # channels-last kernels instead of switching layouts after the first block.
+        g = g.contiguous(memory_format=_layout_of(x))
         if (gh, gw) != (h, w):
             g = F.interpolate(g, size=(h, w), mode="bilinear", align_corners=False)
         if self.conv_proj is not None:

@@ -12,6 +12,9 @@ separately for each of the P pixel positions.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -20,7 +23,15 @@ from mobilevit.spec import make_divisible
 
 
 class ConvNormAct(nn.Sequential):
-    """k x k conv (no bias) -> BatchNorm2d -> optional SiLU, the cvnets ``ConvLayer``."""
+    """k x k conv (no bias) -> BatchNorm2d -> optional SiLU, the cvnets ``ConvLayer``.
+
+    When the BatchNorm is in eval mode it is folded into the conv on every call (its running statistics
+    scale the weight and give a bias): one pass over the activation instead of two. The
+    parameters and the state dict are the same in both modes. A MAC counter that must see the
+    BatchNorm as its own op (the papers count it) runs inside :func:`unfolded_batchnorm`.
+    """
+
+    fold_bn: bool = True
 
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 3, *, stride: int = 1,
                  groups: int = 1, act: bool = True) -> None:
@@ -29,6 +40,37 @@ class ConvNormAct(nn.Sequential):
                               padding=(kernel_size - 1) // 2, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(out_chs)
         self.act = nn.SiLU() if act else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        bn = self.bn
+        # The norm's own mode decides: recalibration trains the BatchNorms of an eval network.
+        if (bn.training or not self.fold_bn or bn.running_var is None
+                or bn.running_mean is None):
+            return self.act(bn(self.conv(x)))
+        conv = self.conv
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)  # [C_out]
+        weight = conv.weight * scale.reshape(-1, 1, 1, 1)  # [C_out, C_in / groups, k, k]
+        bias = bn.bias - bn.running_mean * scale  # [C_out]
+        return self.act(F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation,
+                                 conv.groups))
+
+
+@contextmanager
+def unfolded_batchnorm(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, ``model``'s conv-norm-act units run their BatchNorm unfolded in eval mode
+    too (as the network is specified, for fvcore's count); restored on exit."""
+    units = [m for m in model.modules() if isinstance(m, ConvNormAct)]
+    before = [m.__dict__.get("fold_bn") for m in units]
+    for m in units:
+        m.fold_bn = False
+    try:
+        yield model
+    finally:
+        for m, value in zip(units, before, strict=True):
+            if value is None:
+                del m.fold_bn
+            else:
+                m.fold_bn = value
 
 
 class InvertedResidual(nn.Module):

@@ -46,7 +46,7 @@ class MobileViT(nn.Module):
 
     def forward_intermediates(self, x: Tensor) -> list[Tensor]:
         """Feature maps after each stage, [B, C_i, H / r_i, W / r_i] (see :attr:`feature_info`)."""
-        x = self.stem(x)
+        x = self.stem(channels_last(x))
         maps = []
         for stage in self.stages:
             x = stage(x)
@@ -55,7 +55,7 @@ class MobileViT(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """The last feature map, after the 1x1 expansion conv when the spec has one."""
-        return self.head_conv(self.stages(self.stem(x)))
+        return self.head_conv(self.stages(self.stem(channels_last(x))))
 
     def forward_head(self, x: Tensor, *, pre_logits: bool = False) -> Tensor:
         """Pool, dropout and classify a map from :meth:`forward_features`."""
@@ -64,6 +64,13 @@ class MobileViT(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def channels_last(x: Tensor) -> Tensor:
+    """``x`` [B, C, H, W] stored channels-last, the layout in which the CPU's (oneDNN's) and the
+    GPU's convolutions are fastest; the conv outputs keep it, so one copy at the input sets the
+    whole network's layout (values and shapes are unchanged)."""
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def build_unit(unit: Unit) -> nn.Module:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from mobilevit import ArchSpec, MobileViT, num_params
+from mobilevit.layers import unfolded_batchnorm
 from nas.runtime import quiet
 
 # fvcore's operator keys grouped as the breakdown reports them.
@@ -65,7 +66,7 @@ def count_macs(model: torch.nn.Module, inputs: torch.Tensor) -> tuple[int, dict[
     try:
         # fvcore warns about every op it skips (activations, softmax, adds) and about its own
         # use of torch.jit; neither changes the count.
-        with torch.no_grad(), quiet(("fvcore",)):  # restored afterwards
+        with torch.no_grad(), quiet(("fvcore",)), unfolded_batchnorm(model):  # restored after
             from fvcore.nn import FlopCountAnalysis
 
             analysis = (FlopCountAnalysis(model, inputs)

@@ -135,7 +135,7 @@ class RecipeConfig(_Model):
     ema_momentum: float | None = Field(0.0005, gt=0, lt=1)
     grad_clip: float | None = Field(None, gt=0)
     amp: bool = True  # mixed precision on a GPU (bf16 when supported)
-    channels_last: bool = True
+    channels_last: bool = True  # the weights' layout; the network runs channels-last anyway
     compile: bool = False
 
     @model_validator(mode="after")

@@ -29,7 +29,7 @@ from torch.func import functional_call
 
 from mobilevit import ArchSpec, SpecError, create_model
 from mobilevit.layers import ConvNormAct
-from mobilevit.model import MobileViT, build_unit
+from mobilevit.model import MobileViT, build_unit, channels_last
 from mobilevit.spec import Unit
 from nas.errors import NasError
 from nas.supernet.layout import CENTRE, Axis, TensorSlice, block_slice, head_slice, unit_positions, unit_slice
@@ -279,6 +279,7 @@ class Supernet(nn.Module):
     def forward(self, x: Tensor, spec: ArchSpec) -> Tensor:
         """Logits of candidate ``spec`` for images ``x`` [B, 3, H, W], computed with the shared
         weights (equal to ``self.extract(spec)(x)`` in the same mode)."""
+        x = channels_last(x)  # as MobileViT.forward: the same kernels, so the same output
         for unit, path, entries in self._steps(spec):
             tensors = {e.key: self._take(e.where) for e in entries}
             if path == "classifier":

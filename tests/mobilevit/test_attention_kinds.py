@@ -17,6 +17,7 @@ from torch import nn
 from mobilevit import MobileViT, SpecError, get_fixed_point, num_params
 from mobilevit.attention import ATTENTIONS, AttentionInput, AttentionKind, register_attention
 from mobilevit.complexity import complexity
+from mobilevit.layers import unfolded_batchnorm
 from search_spaces import MobileViTSpace, SpaceError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -94,7 +95,7 @@ FVCORE_GROUPS = {"conv": "conv", "linear": "linear", "matmul": "attention", "bat
 
 def fvcore_count(model, resolution):
     model.eval()
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), unfolded_batchnorm(model):
         warnings.simplefilter("ignore")  # fvcore's notes on skipped ops and on torch.jit
         logging.getLogger("fvcore").setLevel(logging.ERROR)
         from fvcore.nn import FlopCountAnalysis

@@ -9,11 +9,13 @@ from mobilevit.attention_modules import MultiHeadSelfAttention, SeparableSelfAtt
 from mobilevit.blocks import MobileViTBlock
 from mobilevit.layers import (
     ChannelLayerNorm,
+    ConvNormAct,
     InvertedResidual,
     TokenGroupNorm,
     fold_patches,
     make_norm,
     unfold_patches,
+    unfolded_batchnorm,
 )
 from mobilevit.spec import block
 
@@ -126,3 +128,63 @@ def test_fusion_sources_reach_the_fusion_conv():
     spec2 = block("v3_v2", dim=24, ffn_dim=48, depth=1)
     b2 = MobileViTBlock(16, spec2)
     assert b2.conv_proj is None and b2.conv_fusion.conv.in_channels == 48  # global (d) + local (d)
+
+
+def _with_statistics(unit: ConvNormAct, seed: int) -> ConvNormAct:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        bn = unit.bn
+        bn.running_mean.copy_(torch.randn(bn.num_features, generator=g))
+        bn.running_var.copy_(torch.rand(bn.num_features, generator=g) + 0.1)
+        bn.weight.copy_(torch.randn(bn.num_features, generator=g))
+        bn.bias.copy_(torch.randn(bn.num_features, generator=g))
+    return unit
+
+
+@pytest.mark.parametrize("kernel,stride,groups,act", [(3, 1, 1, True), (3, 2, 8, True),
+                                                      (1, 1, 1, False), (5, 1, 8, True)])
+def test_conv_norm_act_folds_its_batchnorm_in_eval_mode_only(kernel, stride, groups, act):
+    unit = _with_statistics(ConvNormAct(8, 16, kernel, stride=stride, groups=groups, act=act), 0)
+    x = torch.randn(2, 8, 12, 12)
+
+    def reference(x):  # conv, norm and activation as torch's own modules run them
+        return unit.act(unit.bn(unit.conv(x)))
+
+    calls = []
+    unit.bn.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        unit.eval()
+        folded = unit(x)
+        assert not calls  # the norm never ran: its statistics are in the conv's weight and bias
+        torch.testing.assert_close(folded, reference(x), rtol=1e-5, atol=1e-5)
+        with unfolded_batchnorm(unit):
+            assert torch.equal(unit(x), reference(x))
+        assert unit.fold_bn and "fold_bn" not in unit.__dict__  # restored
+    unit.train()
+    state = {k: v.clone() for k, v in unit.state_dict().items()}
+    y = unit(x)
+    assert y.requires_grad and calls  # training: batch statistics, the running ones updated
+    assert not torch.equal(state["bn.running_mean"], unit.bn.running_mean)
+    unit.load_state_dict(state)
+    torch.testing.assert_close(y, reference(x))
+
+
+def test_a_conv_norm_act_whose_batchnorm_trains_uses_batch_statistics():
+    # Recalibration trains the BatchNorms of an eval network: those must not be folded.
+    unit = _with_statistics(ConvNormAct(8, 8, 3), 1).eval()
+    unit.bn.train()
+    x = torch.randn(4, 8, 6, 6)
+    before = unit.bn.running_mean.clone()
+    with torch.no_grad():
+        out = unit(x)
+    assert not torch.equal(before, unit.bn.running_mean)
+    normed = F.batch_norm(unit.conv(x), None, None, unit.bn.weight, unit.bn.bias, training=True)
+    torch.testing.assert_close(out, unit.act(normed))
+
+
+def test_unfolded_batchnorm_restores_an_instance_setting_after_an_error():
+    unit = ConvNormAct(4, 4, 1)
+    unit.fold_bn = False
+    with pytest.raises(RuntimeError), unfolded_batchnorm(unit):
+        raise RuntimeError
+    assert unit.__dict__["fold_bn"] is False

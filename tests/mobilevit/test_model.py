@@ -149,3 +149,25 @@ def test_units_chain_into_the_network(name, res):
             assert tuple(x.shape[1:]) == (unit.in_channels, *unit.size), unit
             x = build_unit(unit).eval()(x)
     assert x.shape == (1, spec.num_classes)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_eval_logits_with_folded_batchnorm_equal_the_specified_network(name):
+    # Eval mode folds each BatchNorm into its conv and runs channels-last; the logits are the
+    # network's as specified (norms as their own ops) up to rounding, for any input layout.
+    model = create_model(name).eval()
+    for m in model.modules():  # statistics a trained network would have, not the initial ones
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        with mobilevit.layers.unfolded_batchnorm(model):
+            specified = model(x)
+        folded = model(x)
+        from_channels_last = model(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(folded, specified, rtol=1e-4, atol=1e-4)
+    assert torch.equal(folded, from_channels_last)
+    assert all(p.is_contiguous() for p in model.parameters())  # the weights keep their layout
+    features = model.forward_features(x)
+    assert features.is_contiguous(memory_format=torch.channels_last)
