@@ -31,7 +31,6 @@ from _results import write_results
 from torch import nn
 
 import mobilevit
-from mobilevit.layers import unfolded_batchnorm
 from mobilevit.model import channels_last
 from nas.profile import count_macs
 from nas.runtime import tune_cpu_allocator
@@ -247,7 +246,7 @@ def compare_compile(quick: bool, names: tuple[str, ...] = ("mobilevit_xxs", "mob
             y = torch.randint(0, 1000, (32,))
             opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
-            def step(x: torch.Tensor = x, run: nn.Module = run,
+            def step(x: torch.Tensor = x, y: torch.Tensor = y, run: nn.Module = run,
                      opt: torch.optim.Optimizer = opt) -> None:
                 opt.zero_grad(set_to_none=True)
                 nn.functional.cross_entropy(run(x), y).backward()

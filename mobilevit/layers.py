@@ -25,9 +25,9 @@ from mobilevit.spec import make_divisible
 class ConvNormAct(nn.Sequential):
     """k x k conv (no bias) -> BatchNorm2d -> optional SiLU, the cvnets ``ConvLayer``.
 
-    When the BatchNorm is in eval mode it is folded into the conv on every call (its running statistics
-    scale the weight and give a bias): one pass over the activation instead of two. The
-    parameters and the state dict are the same in both modes. A MAC counter that must see the
+    When the BatchNorm is in eval mode it is folded into the conv on every call (its running
+    statistics scale the weight and give a bias): one pass over the activation instead of two.
+    The parameters and the state dict are the same in both modes. A MAC counter that must see the
     BatchNorm as its own op (the papers count it) runs inside :func:`unfolded_batchnorm`.
     """
 
@@ -57,8 +57,8 @@ class ConvNormAct(nn.Sequential):
 
 @contextmanager
 def unfolded_batchnorm(model: nn.Module) -> Iterator[nn.Module]:
-    """Within the block, ``model``'s conv-norm-act units run their BatchNorm unfolded in eval mode
-    too (as the network is specified, for fvcore's count); restored on exit."""
+    """Inside the ``with`` statement, ``model``'s conv-norm-act units run their BatchNorm as its
+    own op in eval mode too (the network as specified, for fvcore's count); restored on exit."""
     units = [m for m in model.modules() if isinstance(m, ConvNormAct)]
     before = [m.__dict__.get("fold_bn") for m in units]
     for m in units:

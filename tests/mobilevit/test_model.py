@@ -171,3 +171,4 @@ def test_eval_logits_with_folded_batchnorm_equal_the_specified_network(name):
     assert all(p.is_contiguous() for p in model.parameters())  # the weights keep their layout
     features = model.forward_features(x)
     assert features.is_contiguous(memory_format=torch.channels_last)
+
