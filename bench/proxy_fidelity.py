@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--proxy-images", type=int, default=300, help="training images / class")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="the proxy rung's batch")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="bench/results/proxy_fidelity.json")
@@ -63,16 +64,28 @@ def main() -> None:
     parser.add_argument("--label", default="proxy_train",
                         help="the proxy rung's name in the results (to keep several settings)")
     parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--merge", nargs="+", default=None,
+                        help="results files of runs on other machines or model subsets (--models):"
+                             " add their rungs to --out's and report, training nothing")
     args = parser.parse_args()
     archive, out = Path(args.data), Path(args.out)
+    if args.merge:
+        results = json.loads(out.read_text()) if out.exists() else {}
+        for file in args.merge:
+            part = json.loads(Path(file).read_text())
+            for rung, scores in part["scores"].items():
+                results.setdefault("scores", {}).setdefault(rung, {}).update(scores)
+            results.setdefault("settings", {}).update(part["settings"])
+        report(results, out)
+        return
     results = resume_cifar_bench(args.data, args.out, args.fresh)
     if results is None:
         return
     results.setdefault("scores", {})
     results.setdefault("settings", {})[args.label] = {
         "proxy_images_per_class": args.proxy_images, "epochs": args.epochs,
-        "resolution": args.resolution, "device": args.device, "threads": args.threads}
-    published = {n: fp.published.top1 for n, fp in mobilevit.FIXED_POINTS.items()}
+        "resolution": args.resolution, "device": args.device, "threads": args.threads,
+        "batch_size": args.batch_size}
     rungs = args.rungs.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(archive) as tar:
@@ -88,7 +101,7 @@ def main() -> None:
         if "proxy" in rungs:
             evaluators[args.label] = TrainEvaluator(TrainConfig(
                 kind="train", dataset=data, epochs=args.epochs, resolution=args.resolution,
-                batch_size=64, crop_scale=(0.35, 1.0), eval_resize=1.0, loader_workers=1,
+                batch_size=args.batch_size, crop_scale=(0.35, 1.0), eval_resize=1.0, loader_workers=1,
                 save_weights=False,
                 recipe=RecipeConfig(lr=2e-3, min_lr=0.0, cosine_per="step", warmup_iters=50,
                                     warmup_init_lr=0.0, ema_momentum=None)))
@@ -108,6 +121,12 @@ def main() -> None:
                       f"{done[name]['seconds']:>9.1f} s", flush=True)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps(results, indent=2))
+    report(results, out)
+
+
+def report(results: dict, out: Path) -> None:
+    """The correlations of every rung in ``results``, printed and written to ``out``."""
+    published = {n: fp.published.top1 for n, fp in mobilevit.FIXED_POINTS.items()}
     table = []
     full = max(len(done) for done in results["scores"].values())
     for rung, done in results["scores"].items():

@@ -5,7 +5,8 @@
         [--supernet-epochs 12] [--images-per-class 200] [--resolution 32]
         [--out bench/results/supernet_ranking.json] [--fresh]
         [--split block [...]] [--split-epochs 3] [--split-lr 2e-4]
-        [--standalone-from RESULTS.json]
+        [--standalone-from RESULTS.json] [--device cuda] [--batch-size 32]
+        [--part all|supernet|standalone] [--shard K/N] [--merge RESULTS.json ...]
 
 On CIFAR-10, over the default study's space and budget:
 
@@ -26,6 +27,12 @@ With ``--split`` the supernet is few-shot: after the shared training, one sub-su
 of the split parameters trains ``--split-epochs`` more from the shared weights, and a candidate is
 scored with its part's (the study evaluator's ``split``). ``--standalone-from`` reuses another
 run's standalone accuracies for the same architectures at the same fidelity.
+
+On a GPU (``--device cuda``; the supernet then trains in one process on it, the study's
+``train_gpus_per_worker: 1``) the work can be spread over processes sharing the card: one
+``--part supernet`` (the supernet and the inherited scores) and N ``--part standalone --shard K/N``
+(every N-th standalone training), each with its own ``--out``; ``--merge`` then combines their
+files into ``--out`` and reports, training nothing. bench/gpu_checks.sh does that.
 
 Training uses the papers' recipe loop with a step-indexed cosine, as bench/proxy_fidelity.py.
 Results are written after every step, and a re-run continues from them (``--fresh`` starts over).
@@ -112,20 +119,40 @@ def main() -> None:
                         help="epochs each sub-supernet trains on from the shared one")
     parser.add_argument("--split-lr", type=float, default=None,
                         help="peak learning rate of the split epochs (default: the training's)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="where the supernet and the standalone trainings run (the inherited "
+                             "scores are on the CPU, as in a study)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--part", default="all", choices=("all", "supernet", "standalone"))
+    parser.add_argument("--shard", default="0/1",
+                        help="K/N: with --part standalone, train every N-th (architecture, seed) "
+                             "from the K-th")
+    parser.add_argument("--merge", nargs="+", default=None,
+                        help="results files of one run's --parts: combine them into --out and "
+                             "report (their own settings apply)")
     parser.add_argument("--standalone-from", default=None,
                         help="a results file of the same architectures and fidelity whose "
                              "standalone accuracies to reuse (they do not depend on the split)")
     args = parser.parse_args()
     archive, out = Path(args.data), Path(args.out)
-    results = resume_cifar_bench(args.data, args.out, args.fresh)
-    if results is None:
-        return
+    shard, shards = (int(v) for v in args.shard.split("/"))
     settings = {k: getattr(args, k) for k in ("study", "sampled", "seeds", "epochs",
                                               "supernet_epochs", "images_per_class",
                                               "val_per_class", "resolution", "threads",
                                               "split", "split_epochs")}
     if args.split_lr is not None:
         settings["split_lr"] = args.split_lr
+    if args.device != "cpu":  # (only when set, so that earlier results still match)
+        settings["device"] = args.device
+    if args.batch_size != 32:
+        settings["batch_size"] = args.batch_size
+    if args.merge:
+        merged = merge(args.merge)
+        report(merged, int(merged["settings"]["seeds"]), out)
+        return
+    results = resume_cifar_bench(args.data, args.out, args.fresh)
+    if results is None:
+        return
     if results.get("settings", settings) != settings:
         sys.exit(f"{out} holds results of other settings; add --fresh to start over")
     results["settings"] = settings
@@ -155,14 +182,19 @@ def main() -> None:
             for item in Path(tmp).iterdir():
                 if item.name != "images":
                     item.rename(Path(tmp, "images", item.name))
-            Path(tmp, "images").rename(images)
+            try:
+                Path(tmp, "images").rename(images)
+            except OSError:  # another process (another --part) unpacked them first
+                if not images.exists():
+                    raise
         data = DatasetConfig(kind="folder", path=str(images), val_split="test",
                              images_per_class=args.images_per_class,
                              val_images_per_class=args.val_per_class)
 
         def train_config(epochs: int) -> TrainConfig:
             return TrainConfig(kind="train", dataset=data, epochs=epochs,
-                               resolution=args.resolution, batch_size=32, crop_scale=(0.35, 1.0),
+                               resolution=args.resolution, batch_size=args.batch_size,
+                               crop_scale=(0.35, 1.0),
                                eval_resize=1.0, loader_workers=1, save_weights=False,
                                recipe=_recipe())
 
@@ -172,14 +204,17 @@ def main() -> None:
             "train": train_config(args.supernet_epochs), "eval_images": None, "refine": None,
             "store": str(out.parent / "supernet_ranking_store"),
             "split": args.split, "split_epochs": args.split_epochs if args.split else None,
-            "split_lr": args.split_lr if args.split else None})
+            "split_lr": args.split_lr if args.split else None,
+            "train_gpus_per_worker": 1.0 if args.device == "cuda" else 0.0})
         space = prepared.space
         # 1. the supernet
         start = time.perf_counter()
-        evaluator = config.build().for_search(space, study.budget, study.seed,
-                                              label="supernet_ranking", say=print,
-                                              threads=args.threads)
-        if "supernet" not in results:
+        evaluator = None
+        if args.part != "standalone":
+            evaluator = config.build().for_search(space, study.budget, study.seed,
+                                                  label="supernet_ranking", say=print,
+                                                  threads=args.threads)
+        if evaluator is not None and "supernet" not in results:
             meta = json.loads((Path(evaluator.folder) / "meta.json").read_text()) \
                 if (Path(evaluator.folder) / "meta.json").exists() else {}
             results["supernet"] = {
@@ -209,12 +244,13 @@ def main() -> None:
                                                   dataset=data))
         standalone = TrainEvaluator(train_config(args.epochs))
         work = Path(tmp) / "work"
+        job = -1
         for name, spec in archs.items():
             row = results["models"].setdefault(name, {"spec_id": spec.spec_id})
             counted = complexity(spec.replace(num_classes=study.budget.count_classes),
                                  study.budget.resolution)
             row.update(params=counted.params, macs=counted.macs)
-            if "inherited" not in row:  # 3. inherited weights
+            if evaluator is not None and "inherited" not in row:  # 3. inherited weights
                 t0 = time.perf_counter()
                 r = evaluator.evaluate(spec, seed=0, workdir=work / name, threads=args.threads,
                                        device="cpu")
@@ -229,25 +265,67 @@ def main() -> None:
             for seed, value in reused.get(spec.spec_id, {}).items():
                 seeds.setdefault(seed, {**value, "reused": args.standalone_from})
             for seed in range(args.seeds):  # 4. standalone
-                if str(seed) in seeds:
+                job += 1
+                if args.part == "supernet" or job % shards != shard or str(seed) in seeds:
                     continue
                 t0 = time.perf_counter()
                 r = standalone.evaluate(spec, seed=seed, workdir=work / f"{name}-{seed}",
-                                        threads=args.threads, device="cpu")
+                                        threads=args.threads, device=args.device)
                 seeds[str(seed)] = {"top1": r.accuracy,
                                     "seconds": round(time.perf_counter() - t0, 1)}
                 save()
-            print(f"{name:<20} inherited {row['inherited']:6.2f} %  standalone "
+            inherited = f"{row['inherited']:6.2f} %" if "inherited" in row else "   -"
+            print(f"{name:<20} inherited {inherited}  standalone "
                   + " / ".join(f"{v['top1']:.2f}" for v in seeds.values()) + " %", flush=True)
-    # 5. the correlations
-    models = results["models"]
+    if args.part == "all":
+        report(results, args.seeds, out)
+    else:
+        print(f"wrote {out} (--part {args.part}; --merge the parts to report)")
+
+
+def merge(files: list[str]) -> dict[str, object]:
+    """One results dict of ``--part`` runs' files (of one run's settings): the supernet and
+    inherited scores from the file that has them, every file's standalone seeds."""
+    parts = [json.loads(Path(file).read_text()) for file in files]
+    merged: dict = {"settings": parts[0]["settings"], "models": {},
+                    "merged_from": [Path(f).name for f in files]}
+    def fidelity(settings: dict) -> dict:  # (a part's CPU threads change no result)
+        return {k: v for k, v in settings.items() if k != "threads"}
+
+    for file, part in zip(files, parts, strict=True):
+        if fidelity(part["settings"]) != fidelity(merged["settings"]):
+            sys.exit(f"{file}: its settings differ from {files[0]}'s")
+        if "supernet" in part:
+            merged["supernet"] = part["supernet"]
+        for name, row in part["models"].items():
+            mine = merged["models"].setdefault(name, {})
+            seeds = {**mine.get("standalone", {}), **row.get("standalone", {})}
+            mine.update({k: v for k, v in row.items() if k != "standalone"})
+            mine["standalone"] = seeds
+    missing = [n for n, m in merged["models"].items() if "inherited" not in m]
+    if "supernet" not in merged or missing:
+        sys.exit(f"no --part supernet results for {missing or 'the supernet'} in {files}")
+    return merged
+
+
+def report(results: dict, seeds: int, out: Path) -> None:
+    """Step 5: the correlations, printed and written into ``results`` at ``out``."""
+    def save() -> None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2))
+
+    short = [n for n, m in results["models"].items() if len(m.get("standalone", {})) < seeds]
+    if short:  # a run stopped early (a deadline): report on the architectures it completed
+        print(f"left out, fewer than {seeds} standalone seeds: {', '.join(short)}")
+        results["left_out"] = short
+    models = {n: m for n, m in results["models"].items() if n not in short}
     mean = {n: statistics.mean(v["top1"] for v in m["standalone"].values())
             for n, m in models.items()}
     scores = {"inherited (supernet)": {n: m["inherited"] for n, m in models.items()},
               "params": {n: float(m["params"]) for n, m in models.items()},
               "macs": {n: float(m["macs"]) for n, m in models.items()},
               "naswot": {n: m["naswot"] for n, m in models.items()}}
-    if args.seeds >= 2:
+    if seeds >= 2:
         scores["standalone seed 0 vs mean"] = {n: m["standalone"]["0"]["top1"]
                                                for n, m in models.items()}
         seed0 = {n: m["standalone"]["0"]["top1"] for n, m in models.items()}

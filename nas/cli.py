@@ -112,7 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         import dataclasses
 
         prepared = dataclasses.replace(prepared, run_dir=Path(args.output).resolve())
-    summary = run_study(prepared, trials=args.trials, workers=args.workers, resume=args.resume,
+    summary = run_study(prepared, trials=args.trials, workers=args.workers, seeds=args.seeds,
+                        resume=args.resume,
                         stream=None if args.quiet else sys.stderr)
     if prepared.config.ablation is not None:
         from nas.results.ablation import write_ablation
@@ -225,7 +226,7 @@ def cmd_ablations(args: argparse.Namespace) -> int:
             p = prepare(config, str(path), base_dir=path.parent, run_dir=folder / path.stem)
         else:
             p = dataclasses.replace(p, run_dir=folder / path.stem)
-        summary = run_study(p, stream=None if args.quiet else sys.stderr)
+        summary = run_study(p, seeds=args.seeds, stream=None if args.quiet else sys.stderr)
         table, text = write_ablation(p.run_dir)
         print(text + f"\nwrote {p.run_dir / 'ablation.csv'}\n", flush=True)
         tables.append(table.assign(ablation=path.stem))
@@ -482,6 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number of trials to evaluate (overrides the study)")
     p.add_argument("--workers", type=_positive_int, default=None,
                    help="concurrent trials (overrides workers.concurrent)")
+    p.add_argument("--seeds", type=_positive_int, default=None,
+                   help="seeds of each fixed trial and refined candidate (overrides the study's "
+                        "seeds; raising it on a run folder adds the missing seeds)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run folder's study even if the study file changed")
     p.add_argument("--output", default=None, help="run folder (default: the study's output)")
@@ -514,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of the run folders (default: runs/ablations, or "
                         "runs/ablations-smoke with --smoke)")
     p.add_argument("--dir", default="studies/ablations", help="where the ablation files are")
+    p.add_argument("--seeds", type=_positive_int, default=None,
+                   help="seeds per row: each its own trial; rows report mean and 95 %% interval")
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
     p = add("status", cmd_status)

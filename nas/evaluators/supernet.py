@@ -85,6 +85,8 @@ class SupernetEvaluator:
         sandwich: dict[str, Any] = {"subnets": c.subnets, "distill": c.distill}
         if c.train_workers > 1:  # per-worker BatchNorm batches: other weights (same keys at 1)
             sandwich["train_workers"] = c.train_workers
+        elif c.train_gpus_per_worker:  # other kernels, other weights; a checkpoint stays on one
+            sandwich["device"] = "cuda"
         return sandwich
 
     def split_of(self, values: tuple[Any, ...]) -> dict[str, Any]:
@@ -332,13 +334,19 @@ def _ensure(evaluator: SupernetEvaluator, key: str, space: MobileViTSpace, budge
                 supernet.load_state_dict(torch.load(entry.checkpoint, map_location="cpu",
                                                     weights_only=False)["supernet"])
             else:
-                train_loader, val_loader = make_loaders(cfg, train_src, val_src, seed=seed)
+                device = "cuda" if config.train_gpus_per_worker else "cpu"
+                if device == "cuda" and not torch.cuda.is_available():
+                    raise EvaluationError("evaluator.train_gpus_per_worker=1: this process "
+                                          "sees no CUDA device")
+                train_loader, val_loader = make_loaders(cfg, train_src, val_src, seed=seed,
+                                                        device=device)
                 result = train_supernet(
-                    supernet, sampler, cfg.recipe, cfg.epochs, train_loader,
+                    supernet.to(device), sampler, cfg.recipe, cfg.epochs, train_loader,
                     subnets=config.subnets, distill=config.distill,
                     checkpoint=entry.checkpoint, val_loader=val_loader,
                     calibration_batches=config.calibration_batches,
-                    on_epoch=lambda report: say(format_report(report)))
+                    on_epoch=lambda report: say(format_report(report)), device=device)
+                supernet.to("cpu")  # stored and cut on the CPU
         store.finish(entry, supernet.state_dict(), {
             "key": key, "study": label, "seed": seed, "epochs": cfg.epochs,
             "train": cfg.model_dump(mode="json"), "budget": budget.model_dump(mode="json"),

@@ -74,7 +74,7 @@ class ReportData:
 # The trials' columns in the CSV of the accuracy figures (nas.report.figures.trial_points).
 FIGURE_COLUMNS = ["number", "status", "label", "family", "accuracy", "latency_ms",
                   "latency_err_ms", "params", "macs", "front", "pareto", "fidelity", "oracle",
-                  "spec_id", "summary", "fail_reason"]
+                  "spec_id", "summary", "fail_reason", "chance", "seed_index"]
 
 
 def short_name(name: str) -> str:
@@ -156,6 +156,11 @@ def _derive(frame: Any, specs: Mapping[str, ArchSpec]) -> Any:
         trials["repeat"] = (trials["duplicate_of"].notna() & trials["fixed_point"].isna()
                             if "duplicate_of" in trials else False)
     trials["repeat"] = trials["repeat"].fillna(False).astype(bool)
+    if "chance" not in trials:  # a table written before chance-level trials were flagged
+        trials["chance"] = False
+    trials["chance"] = trials["chance"].fillna(False).astype(bool)
+    if "seed_index" not in trials:
+        trials["seed_index"] = 0
     return trials
 
 

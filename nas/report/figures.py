@@ -96,6 +96,14 @@ def _trial_traces(data: ReportData, x: str, *, error_x: bool = False) -> list[An
             error_x=dict(type="data", array=group["latency_err_ms"], visible=True,
                          color=color, thickness=1, width=0) if spread else None,
             customdata=custom, hovertemplate=template))
+    chance = ok[ok["chance"].fillna(False).astype(bool)] if "chance" in ok else ok.iloc[0:0]
+    if len(chance):  # learned nothing: its place in the ranking means nothing
+        traces.append(go.Scatter(
+            x=chance[x], y=chance["accuracy"], mode="markers", name="at chance level",
+            marker=dict(symbol="x-thin-open", size=15, color="#000000",
+                        line=dict(width=2, color="#000000")),
+            hovertemplate="trial %{customdata}: at chance level (learned nothing)<extra></extra>",
+            customdata=chance["number"]))
     named = ok[ok["label"] != ""]
     if len(named):
         traces.append(go.Scatter(
@@ -358,9 +366,14 @@ def refined_points(data: ReportData) -> Any:
     if "refined_accuracy" not in t:
         return t.iloc[0:0][["number"]].assign(inherited=[], retrained=[])
     rows = t[t["refined_accuracy"].notna() & t["duplicate_of"].isna()]
-    return rows[["number", "label", "accuracy", "refined_accuracy", "params", "latency_ms",
+    if "refined_half_width" not in rows:
+        rows = rows.assign(refined_half_width=None, refined_seeds=1)
+    return rows[["number", "label", "accuracy", "refined_accuracy", "refined_half_width",
+                 "refined_seeds", "params", "latency_ms",
                  "spec_id"]].rename(columns={"accuracy": "inherited",
-                                             "refined_accuracy": "retrained"})
+                                             "refined_accuracy": "retrained",
+                                             "refined_half_width": "retrained_95_half_width",
+                                             "refined_seeds": "retrained_seeds"})
 
 
 def inherited_retrained(data: ReportData) -> Any:
@@ -382,9 +395,49 @@ def inherited_retrained(data: ReportData) -> Any:
                                                                         rows["label"],
                                                                         strict=True)],
         textposition="top center", marker=dict(size=10, color="#0072B2"), name="refined",
+        error_y=dict(type="data", array=rows["retrained_95_half_width"].fillna(0.0),
+                     visible=True, color="#0072B2", thickness=1)
+        if rows["retrained_95_half_width"].notna().any() else None,
         hovertemplate="trial %{text}: inherited %{x:.1f} %, retrained %{y:.1f} %<extra></extra>"))
     return _layout(fig, height=420, xaxis_title="inherited top-1 from the supernet (%)",
                    yaxis_title="retrained top-1, standalone (%)", showlegend=False)
+
+
+def ablation_rows(data: ReportData) -> Any:
+    """An ablation's rows: our accuracy (mean over seeds, 95 % interval as error bars) beside
+    the paper's top-1."""
+    import plotly.graph_objects as go
+
+    table = ablation_points(data)
+    fig = go.Figure()
+    half = (table["accuracy_high"] - table["accuracy"]).where(table["seeds"] > 1)
+    fig.add_trace(go.Scatter(
+        x=table["row"], y=table["accuracy"], mode="markers", name="ours (mean over seeds)",
+        marker=dict(size=11, color="#0072B2"),
+        error_y=dict(type="data", array=half.fillna(0.0), visible=True, color="#0072B2",
+                     thickness=1.5, width=6),
+        customdata=table[["seeds", "verdict"]].to_numpy(),
+        hovertemplate="%{x}: %{y:.2f} % over %{customdata[0]} seed(s); %{customdata[1]}"
+                      "<extra></extra>"))
+    fig.add_trace(go.Scatter(
+        x=table["row"], y=table["published_top1"], mode="markers", yaxis="y2",
+        name="paper (ImageNet-1k top-1)",
+        marker=dict(symbol="diamond-open", size=11, color="#D55E00", line=dict(width=2)),
+        hovertemplate="%{x}: paper %{y:.1f} %<extra></extra>"))
+    return _layout(fig, height=440, yaxis_title="our top-1 (%) at the study's fidelity",
+                   yaxis2=dict(title="paper top-1 (%)", overlaying="y", side="right",
+                               showgrid=False))
+
+
+def ablation_points(data: ReportData) -> Any:
+    """The numbers behind :func:`ablation_rows`."""
+    import pandas as pd
+
+    if data.ablation is None:
+        return pd.DataFrame(columns=["row", "accuracy", "accuracy_low", "accuracy_high",
+                                     "seeds", "verdict", "published_top1"])
+    return data.ablation[["row", "accuracy", "accuracy_low", "accuracy_high", "seeds",
+                          "verdict", "published_top1"]]
 
 
 def _rank_agreement(data: ReportData) -> list[str]:
@@ -514,6 +567,14 @@ FIGURES: dict[str, Figure] = _registry(
                  "network trained standalone. The dotted line is equality."),
         draw=inherited_retrained, table=refined_points,
         shown=lambda d: len(refined_points(d)) > 0, caveats=_rank_agreement),
+    Figure(
+        "ablation_rows", "Ablation rows with their seed noise",
+        caption=("Each row of the ablation: our accuracy, the mean over its seeds with the 95 % "
+                 "interval of that mean as error bars (none for one seed), and the paper's "
+                 "top-1 on the right-hand axis. Rows whose bars overlap the baseline's are "
+                 "usually within noise; the table's verdicts use Welch's t-test."),
+        draw=ablation_rows, table=ablation_points,
+        shown=lambda d: d.ablation is not None),
     Figure(
         "importance", "Parameter importance for accuracy",
         caption=("How much each search choice explains accuracy among the better trials "

@@ -142,6 +142,19 @@ def _status_line(data: ReportData) -> list[tuple[str, str]]:
     oracle = figs.oracle_label(data)
     if oracle:
         items.append(("latency oracle", oracle))
+    chance = t[(t["status"] == TrialStatus.OK) & t["chance"].fillna(False).astype(bool)] \
+        if "chance" in t else t.iloc[0:0]
+    if len(chance):
+        from nas.results.runs import CHANCE_HINT
+
+        items.append(("AT CHANCE", f"{len(chance)} trial(s) scored no better than guessing "
+                                   f"(marked ✕ in the figures): {CHANCE_HINT}"))
+    from nas.results.runs import frame_estimates, front_noise_text, noise_floor_of
+
+    floor = noise_floor_of(frame_estimates(t), cfg)
+    front = t[t["pareto"].fillna(False).astype(bool)] if "pareto" in t else t.iloc[0:0]
+    if floor is not None:
+        items.append(("noise", front_noise_text(list(front["accuracy"].dropna()), floor)))
     b = cfg.budget
     budget = [f"{b.max_params / 1e6:g} M params" if b.max_params else "",
               f"{b.max_macs / 1e9:g} G MACs" if b.max_macs else "",
@@ -163,8 +176,10 @@ ABLATION_COLUMNS = [("row", "row", ""), ("published_params_m", "paper params (M)
                     ("published_top1", "paper top-1", ".1f"),
                     ("published_top1_vs_baseline", "paper Δ", "+.1f"),
                     ("accuracy", "our accuracy", ".2f"),
-                    ("accuracy_vs_baseline", "our Δ", "+.2f"), ("status", "status", ""),
-                    ("note", "note", "")]
+                    ("interval", "95 % interval", ""), ("seeds", "seeds", "d"),
+                    ("accuracy_vs_baseline", "our Δ", "+.2f"),
+                    ("verdict", "vs baseline (knowing the noise)", ""),
+                    ("status", "status", ""), ("note", "note", "")]
 PROBLEM_COLUMNS = [("number", "trial", "d"), ("status", "outcome", ""),
                    ("fail_reason", "reason", "")]
 

@@ -5,6 +5,10 @@ An ablation is a study with an ``ablation`` section whose fixed trials are its r
 (params, MACs, latency, top-1, with their source) next to ours (exact params and MACs, latency from
 the study's oracle, accuracy at the study's fidelity), with the deltas, and
 :func:`ordering` says whether our rows come in the paper's order.
+
+A row run with ``seeds: N`` is N trials; its accuracy is their mean with a 95 % interval, and
+each verdict against the paper knows that noise (:mod:`nas.results.noise`): a row is in the
+paper's order against the baseline, in the opposite order, or within noise.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from nas.results.noise import Estimate, PairVerdict, bootstrap_tau, estimate, pair_verdict
 from nas.results.outcome import TrialStatus
 from nas.results.table import format_cell
 from nas.study.config import StudyConfig, StudyError, deep_merge, parse_study
@@ -86,21 +91,31 @@ def ablation_table(frame: Any, config: StudyConfig, fixed: Sequence[Any]) -> Any
 
     if config.ablation is None:
         raise StudyError(f"{config.name}: not an ablation (no ablation section)")
-    by_name = {}
+    by_name: dict[str, dict[int, Any]] = {}
     if len(frame) and "fixed_point" in frame:
+        seed_col = "seed_index" in frame
         for row in frame.sort_values("number").itertuples(index=False):
             if isinstance(row.fixed_point, str) and TrialStatus(row.status).final:
-                by_name[row.fixed_point] = row  # the last attempt of a re-queued row
+                index = int(row.seed_index) if seed_col else 0
+                # the last attempt of a re-queued row
+                by_name.setdefault(row.fixed_point, {})[index] = row
     rows = []
+    estimates: dict[str, Estimate | None] = {}
     for f in fixed:
         pub = f.published
-        t = by_name.get(f.name)
+        seeds = [by_name.get(f.name, {})[k] for k in sorted(by_name.get(f.name, {}))]
+        ok = [r for r in seeds if r.status == TrialStatus.OK and r.accuracy is not None
+              and r.accuracy == r.accuracy]
+        t = ok[0] if ok else (seeds[0] if seeds else None)
+        est = estimate([r.accuracy for r in ok]) if ok else None
+        estimates[f.name] = est
 
         def get(key: str, trial: Any = t) -> Any:
             return getattr(trial, key, None)
 
-        params, macs, latency, accuracy = (get("params"), get("macs"), get("latency_ms"),
-                                           get("accuracy"))
+        params, macs, latency = get("params"), get("macs"), get("latency_ms")
+        accuracy = est.mean if est is not None else get("accuracy")
+        interval = est.interval if est is not None else None
         rows.append({
             "row": f.name,
             "status": get("status") or "not run",
@@ -117,6 +132,13 @@ def ablation_table(frame: Any, config: StudyConfig, fixed: Sequence[Any]) -> Any
             "latency_delta_pct": _pct(latency, pub.latency_ms if pub else None),
             "published_top1": pub.top1 if pub else None,
             "accuracy": accuracy,
+            "accuracy_sd": est.sd if est is not None else None,
+            "accuracy_low": interval[0] if interval else None,
+            "accuracy_high": interval[1] if interval else None,
+            "interval": f"[{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "",
+            "seeds": est.n if est is not None else 0,
+            "seed_accuracies": " ".join(f"{v:.2f}" for v in est.values) if est else "",
+            "at_chance": sum(bool(getattr(r, "chance", False)) for r in ok),
             "note": pub.note if pub else "",
             "fidelity": get("fidelity") or "",
             "oracle": get("oracle") or "",
@@ -129,6 +151,19 @@ def ablation_table(frame: Any, config: StudyConfig, fixed: Sequence[Any]) -> Any
     table["accuracy_vs_baseline"] = (pd.to_numeric(table["accuracy"]) - base["accuracy"]
                                      if base["accuracy"] is not None else float("nan"))
     table["accuracy_vs_baseline"] = pd.to_numeric(table["accuracy_vs_baseline"]).round(2)
+    base_est = estimates.get(config.ablation.baseline)
+    verdicts = []
+    for f, published in zip(fixed, table["published_top1"], strict=True):
+        est = estimates.get(f.name)
+        if f.name == config.ablation.baseline:
+            verdicts.append("baseline")
+        elif est is None or base_est is None or published is None or published != published \
+                or base["published_top1"] is None or base["published_top1"] != base["published_top1"]:
+            verdicts.append("")
+        else:
+            v = pair_verdict(float(published), float(base["published_top1"]), est, base_est)
+            verdicts.append(v.value if v is not None else "the paper ties them")
+    table["verdict"] = verdicts  # against the baseline, knowing the seeds' noise
     table["source"] = config.ablation.paper
     return table
 
@@ -141,9 +176,13 @@ class Ordering:
         metric: "top-1" or "latency".
         rows: the rows both sides have a value for.
         paper: those rows, best first, by the paper's figures.
-        ours: the same rows, best first, by ours.
+        ours: the same rows, best first, by ours (means over seeds).
         kendall_tau: rank agreement (1 same order, -1 reversed); None for fewer than 2 rows.
         same: whether every pair the paper orders strictly we order the same way.
+        pairs: for top-1, each pair the paper orders strictly with our verdict on it, which
+            knows the seeds' noise (same order, opposite order, within noise).
+        tau_interval: for top-1 with two or more seeds per row, a 95 % bootstrap interval of
+            Kendall tau over the seeds.
     """
 
     metric: str
@@ -152,20 +191,42 @@ class Ordering:
     ours: tuple[str, ...]
     kendall_tau: float | None
     same: bool | None
+    pairs: tuple[tuple[str, str, PairVerdict], ...] = ()
+    tau_interval: tuple[float, float] | None = None
+
+    def counts(self) -> dict[PairVerdict, int]:
+        """How many of the pairs got each verdict."""
+        out: dict[PairVerdict, int] = {}
+        for _, _, verdict in self.pairs:
+            out[verdict] = out.get(verdict, 0) + 1
+        return out
 
     def text(self) -> str:
         if len(self.rows) < 2:
             return f"{self.metric}: fewer than two rows with both figures; no order to compare"
-        verdict = "same order as the paper" if self.same else "order differs from the paper"
         tau = "undefined: all ours equal" if self.kendall_tau is None else \
             f"{self.kendall_tau:+.2f}"
+        if self.tau_interval is not None:
+            tau += f", 95 % interval [{self.tau_interval[0]:+.2f}, {self.tau_interval[1]:+.2f}]"
+        if self.pairs:
+            counts = self.counts()
+            verdict = "; ".join(f"{n} {v.value}" for v, n in counts.items())
+            verdict = f"of {len(self.pairs)} pairs the paper orders, {verdict}"
+        else:
+            verdict = "same order as the paper" if self.same else "order differs from the paper"
         return (f"{self.metric}: {verdict} (Kendall tau {tau}); paper "
                 f"{' > '.join(self.paper)}; ours {' > '.join(self.ours)}")
 
 
+def _row_estimate(row: Any) -> Estimate:
+    values = str(row.get("seed_accuracies") or "").split()
+    return estimate([float(v) for v in values] if values else [float(row["accuracy"])])
+
+
 def ordering(table: Any, metric: str = "top-1") -> Ordering:
     """Compare the paper's ordering of the rows with ours (higher top-1 first, or lower latency
-    first); ties in the paper's figures constrain nothing."""
+    first); ties in the paper's figures constrain nothing. On top-1, each pair's verdict and the
+    tau's interval come from the rows' seeds."""
     from scipy.stats import kendalltau
 
     paper_col, ours_col, higher = {"top-1": ("published_top1", "accuracy", True),
@@ -183,8 +244,19 @@ def ordering(table: Any, metric: str = "top-1") -> Ordering:
     agree = all((p[i] - p[j]) * (o[i] - o[j]) > 0
                 for i in range(len(p)) for j in range(i + 1, len(p)) if p[i] != p[j])
     tau = kendalltau(p, o).statistic
+    pairs: list[tuple[str, str, PairVerdict]] = []
+    interval = None
+    if metric == "top-1":
+        records = both.to_dict("records")
+        ests = [_row_estimate(r) for r in records]
+        for i in range(len(records)):
+            for j in range(i + 1, len(records)):
+                v = pair_verdict(p[i], p[j], ests[i], ests[j])
+                if v is not None:
+                    pairs.append((records[i]["row"], records[j]["row"], v))
+        interval = bootstrap_tau(list(p), ests)
     return Ordering(metric, names, paper, ours, None if tau != tau else round(float(tau), 3),
-                    agree)
+                    agree, tuple(pairs), interval)
 
 
 def orderings(table: Any) -> list[Ordering]:
@@ -196,8 +268,9 @@ TERMINAL_COLUMNS = [("row", "row", ""), ("published_params_m", "paper M", ".1f")
                     ("params_m", "ours M", ".3f"), ("published_latency_ms", "paper ms", ".2f"),
                     ("latency_ms", "ours ms", ".2f"), ("published_top1", "paper top-1", ".1f"),
                     ("published_top1_vs_baseline", "paper Δ", "+.1f"),
-                    ("accuracy", "ours acc", ".2f"), ("accuracy_vs_baseline", "ours Δ", "+.2f"),
-                    ("status", "status", "")]
+                    ("accuracy", "ours acc", ".2f"), ("interval", "95 % interval", ""),
+                    ("seeds", "seeds", ""), ("accuracy_vs_baseline", "ours Δ", "+.2f"),
+                    ("verdict", "vs baseline", ""), ("status", "status", "")]
 
 
 def table_text(table: Any, config: StudyConfig) -> str:
@@ -215,6 +288,16 @@ def table_text(table: Any, config: StudyConfig) -> str:
              f"exact params, latency from {oracle or 'the oracle'}, accuracy at "
              f"{fidelity or 'the study fidelity'}.",
              *(o.text() for o in orderings(table))]
+    if (table["seeds"] > 1).any():
+        lines.append("95 % interval: of a row's mean over its seeds. vs baseline: our order of the "
+                     "row and the baseline is the paper's, the opposite, or within noise (Welch's "
+                     "t-test at 5 % cannot separate them).")
+    elif (table["seeds"] == 1).any():
+        lines.append("One seed per row: no verdict knows its noise; rerun with --seeds 3.")
+    chance = [r for r, n in zip(table["row"], table["at_chance"], strict=True) if n]
+    if chance:
+        lines.append(f"at chance level (scored no better than guessing): {', '.join(chance)}; "
+                     "their order means nothing")
     notes = [f"  {r}: {n}" for r, n in zip(table["row"], table["note"], strict=True) if n]
     if notes:
         lines += ["notes:", *notes]

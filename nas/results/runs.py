@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +68,9 @@ def trials_frame(study: Any) -> Any:
     """One row per trial: outcome, objectives, size, spec id, reasons and the parameters."""
     import pandas as pd
 
+    from nas.results.noise import at_chance
     from nas.results.pareto import pareto_mask
-    from nas.results.refined import refined_by_source
+    from nas.results.refined import refined_by_source, refined_estimate
 
     refined = refined_by_source(study)
     rows = []
@@ -76,8 +79,9 @@ def trials_frame(study: Any) -> Any:
         a = t.user_attrs
         ev = a.get("eval") or {}
         again = refined.get(a.get("duplicate_of", t.number))
+        retrained = refined_estimate(again) if again else None
         row = {"number": t.number, "status": TrialStatus.of(t).value,
-               "fixed_point": a.get("fixed_point"),
+               "fixed_point": a.get("fixed_point"), "seed_index": int(a.get("seed_index", 0)),
                "accuracy": a.get("accuracy"), "latency_ms": a.get("latency_ms"),
                "params": a.get("params"), "macs": a.get("macs"), "spec_id": a.get("spec_id"),
                "fail_reason": a.get("fail_reason"), "duplicate_of": a.get("duplicate_of"),
@@ -88,8 +92,13 @@ def trials_frame(study: Any) -> Any:
                "latency_device": (a.get("latency") or {}).get("device"),
                "latency_spread": (a.get("latency") or {}).get("spread"),
                "accuracy_source": _accuracy_source(a.get("accuracy"), ev),
-               "refined_accuracy": again.user_attrs.get("accuracy") if again else None,
-               "refined_fidelity": describe_fidelity(again.user_attrs.get("eval"))
+               # a top-1 a guesser reaches on this validation set: the training learned nothing
+               "chance": at_chance(a.get("accuracy"), ev.get("classes"), ev.get("val_images"))
+               if ev.get("metric", "top1") == "top1" else False,
+               "refined_accuracy": retrained.mean if retrained else None,
+               "refined_half_width": retrained.half_width if retrained else None,
+               "refined_seeds": retrained.n if retrained else 0,
+               "refined_fidelity": describe_fidelity(again[0].user_attrs.get("eval"))
                if again else None,
                "fidelity": describe_fidelity(ev), "oracle": describe_oracle(a.get("latency")),
                "started": t.datetime_start, "finished": t.datetime_complete}
@@ -166,6 +175,7 @@ def status_text(run_dir: str | Path) -> str:
     failed = [t for t in trials if TrialStatus.of(t) == TrialStatus.FAILED]
     for t in failed[:5]:
         lines.append(f"  failed trial {t.number}: {t.user_attrs.get('fail_reason')}")
+    lines += noise_lines(trials, config)
     # The same Pareto set as trials_frame's, without building the whole table (pandas' import
     # alone is most of this command's time).
     done = [t for t in trials if TrialStatus.of(t) == TrialStatus.OK and t.values is not None
@@ -182,20 +192,25 @@ def status_text(run_dir: str | Path) -> str:
                 for t in front]
         if any((t.user_attrs.get("eval") or {}).get("inherited") for t in front):
             # Inherited accuracies rank the candidates; the retrained ones are what they score.
+            from nas.results.refined import refined_estimate
+
             refined = refined_by_source(study)
             for row, t in zip(rows, front, strict=True):
                 again = refined.get(t.user_attrs.get("duplicate_of", t.number))
-                row["retrained"] = again.user_attrs.get("accuracy") if again else None
+                row["retrained"] = refined_estimate(again).text() if again else None
             columns = (*columns[:3], "retrained", *columns[3:])
             lines.append("  accuracy: inherited from the supernet; retrained: the refine "
                          f"step's standalone training ({len(refined)} trials)")
         key = config.objectives[0].metric if config.objectives[0].metric in columns else "number"
         rows.sort(key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0))
-        table = text_table(rows, columns, {"accuracy": ".2f", "retrained": ".2f",
+        table = text_table(rows, columns, {"accuracy": ".2f", "retrained": "",
                                            "latency_ms": ".3f",
                                            "params": ",", "macs": ","})
         lines += [f"  Pareto set ({len(front)} trials; export one with "
                   f"`nas export {run_dir} --trial N`):", *("    " + r for r in table.splitlines())]
+        floor = noise_floor(trials, config)
+        if floor is not None:
+            lines.append("  " + front_noise_text([t.values[0] for t in front], floor))
     else:
         lines.append("  Pareto set: empty so far")
     return "\n".join(lines)
@@ -247,3 +262,128 @@ def export_trial(run_dir: str | Path, number: int, *, to: str = "coreml",
                           weights=weights if weights.exists() else None, precision=precision)
     written[to] = result.path
     return written
+
+
+def fixed_estimates(trials: Any) -> dict[str, Any]:
+    """Each fixed trial's (ablation row's) accuracy over its completed seeds, by name (an
+    :class:`nas.results.noise.Estimate`); a row is its completed seeds' trials, repeats of an
+    evaluated network included."""
+    from nas.results.noise import estimate
+
+    seeds: dict[str, dict[int, float]] = {}
+    for t in trials:
+        a = t.user_attrs
+        name = a.get("fixed_point")
+        if isinstance(name, str) and TrialStatus.of(t) == TrialStatus.OK \
+                and a.get("accuracy") is not None:
+            seeds.setdefault(name, {})[int(a.get("seed_index", 0))] = float(a["accuracy"])
+    return {name: estimate([v for _, v in sorted(values.items())])
+            for name, values in seeds.items()}
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """The seed noise of a study's accuracies: a standard deviation (%) and where it is from."""
+
+    sd: float
+    source: str
+
+    @property
+    def difference(self) -> float:
+        """Two single-seed accuracies closer than this (95 %) are not told apart."""
+        return 1.96 * math.sqrt(2.0) * self.sd
+
+
+def noise_floor(trials: Any, config: StudyConfig) -> NoiseFloor | None:
+    """The study's seed noise: pooled over its own fixed trials of two or more seeds, else the
+    measured floor of its fidelity (``nas/results/noise_floors.json``, by evaluator section),
+    else None. ``trials`` are Optuna trials (see :func:`noise_floor_of` for estimates)."""
+    return noise_floor_of(fixed_estimates(trials), config)
+
+
+def frame_estimates(frame: Any) -> dict[str, Any]:
+    """:func:`fixed_estimates` from a trials table (:func:`trials_frame`)."""
+    from nas.results.noise import estimate
+
+    if not len(frame) or "fixed_point" not in frame:
+        return {}
+    ok = frame[(frame["status"] == TrialStatus.OK) & frame["fixed_point"].notna()
+               & frame["accuracy"].notna()].sort_values("number")
+    out = {}
+    for name, group in ok.groupby("fixed_point", sort=False):
+        last = group.drop_duplicates("seed_index", keep="last").sort_values("seed_index")
+        out[str(name)] = estimate(list(last["accuracy"].astype(float)))
+    return out
+
+
+def noise_floor_of(estimates: dict[str, Any], config: StudyConfig) -> NoiseFloor | None:
+    """The noise floor from fixed trials' estimates (pooled sd), else the measured one."""
+    rows = [e for e in estimates.values() if e.n >= 2]
+    if rows:
+        dof = sum(e.n - 1 for e in rows)
+        pooled = math.sqrt(sum((e.n - 1) * e.sd ** 2 for e in rows) / dof)
+        return NoiseFloor(pooled, f"pooled over {len(rows)} fixed trials' seeds")
+    return measured_floor(config)
+
+
+FLOORS_FILE = Path(__file__).with_name("noise_floors.json")
+
+
+def measured_floor(config: StudyConfig) -> NoiseFloor | None:
+    """The measured noise floor of ``config``'s evaluator section, if bench/noise_floor.py
+    measured that fidelity (the file keys floors by the evaluator's hash)."""
+    if not FLOORS_FILE.exists():
+        return None
+    from nas.study.config import evaluator_key
+
+    entry = json.loads(FLOORS_FILE.read_text()).get(evaluator_key(config.evaluator))
+    if entry is None:
+        return None
+    return NoiseFloor(float(entry["sd"]), f"measured for this fidelity: {entry['measured']}")
+
+
+def front_noise_text(accuracies: list[float], floor: NoiseFloor) -> str:
+    """Whether neighbouring Pareto trials differ in accuracy by less than the noise lets one
+    tell apart."""
+    ordered = sorted(accuracies)
+    gaps = [b - a for a, b in zip(ordered, ordered[1:], strict=False)]
+    close = sum(g < floor.difference for g in gaps)
+    text = (f"noise: seed sd {floor.sd:.2f} % ({floor.source}); single seeds closer than "
+            f"{floor.difference:.2f} % are not told apart")
+    if not gaps:
+        return text
+    if close:
+        return (f"{text}: {close} of {len(gaps)} neighbouring Pareto trials are that close, "
+                "so their order on accuracy is within noise")
+    return f"{text}: every neighbouring Pareto pair is further apart"
+
+
+def noise_lines(trials: Any, config: StudyConfig) -> list[str]:
+    """``nas status``'s lines on seeds and noise: each fixed trial's mean and 95 % interval over
+    its seeds (when it has several), and the trials at chance level."""
+    from nas.results.noise import at_chance
+
+    lines = []
+    rows = fixed_estimates(trials)
+    if any(e.n > 1 for e in rows.values()) or config.seeds > 1:
+        lines.append(f"  fixed trials over their seeds (mean ± 95 % interval; {config.seeds} "
+                     "seed(s) asked):")
+        width = max(len(n) for n in rows) if rows else 0
+        lines += [f"    {name:<{width}}  {e.text()}  ({e.n} seed{'s' if e.n > 1 else ''})"
+                  for name, e in rows.items()]
+    chance = [t for t in trials if TrialStatus.of(t) == TrialStatus.OK
+              and (t.user_attrs.get("eval") or {}).get("metric", "top1") == "top1"
+              and at_chance(t.user_attrs.get("accuracy"),
+                            (t.user_attrs.get("eval") or {}).get("classes"),
+                            (t.user_attrs.get("eval") or {}).get("val_images"))]
+    if chance:
+        numbers = ", ".join(str(t.number) for t in chance[:10])
+        more = f" and {len(chance) - 10} more" if len(chance) > 10 else ""
+        lines.append(f"  at chance level: {len(chance)} trial(s) ({numbers}{more}) score no "
+                     "better than guessing on their validation set, so their ranking means "
+                     f"nothing; {CHANCE_HINT}")
+    return lines
+
+
+CHANCE_HINT = ("at few epochs the most likely cause is a recipe tuned for 300 (the EMA, the "
+               "multi-scale sampler, small crops: bench/short_recipe.py)")

@@ -220,16 +220,20 @@ class Ledger:
         return len(stale)
 
     def enqueue_fixed(self) -> int:
-        """Enqueue the fixed trials not enqueued by an earlier session or another driver;
-        returns how many."""
+        """Enqueue the fixed trials (each of its seeds a trial) not enqueued by an earlier
+        session or another driver; returns how many. Every row's first seed comes before any
+        row's second, so a study stopped early has all its rows."""
         with self.lock.held():
-            done = {t.user_attrs.get("fixed_point") for t in self.trials()}
+            done = {(t.user_attrs.get("fixed_point"), int(t.user_attrs.get("seed_index", 0)))
+                    for t in self.trials()}
             added = 0
-            for fixed in self.prepared.fixed:
-                if fixed.name not in done:
-                    self.study.enqueue_trial(fixed.params or {},
-                                             user_attrs={"fixed_point": fixed.name})
-                    added += 1
+            for index in range(self.config.fixed_seeds):
+                for fixed in self.prepared.fixed:
+                    if (fixed.name, index) not in done:
+                        attrs = {"fixed_point": fixed.name, **({"seed_index": index}
+                                                               if index else {})}
+                        self.study.enqueue_trial(fixed.params or {}, user_attrs=attrs)
+                        added += 1
         return added
 
     # -- telling ----------------------------------------------------------------------------------
@@ -244,7 +248,7 @@ class Ledger:
         self._set(number, TrialStatus.INTERRUPTED)
         self._unbeat(number)
         self.end_shadow(number, self._optuna.trial.TrialState.FAIL)
-        keep = {k: v for k, v in attrs.items() if k == "fixed_point"}
+        keep = {k: v for k, v in attrs.items() if k in ("fixed_point", "seed_index")}
         self.study.enqueue_trial(params, user_attrs={**keep, "requeued_from": number})
 
     def end_shadow(self, number: int, state: Any, value: float | None = None) -> None:

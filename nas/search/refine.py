@@ -7,7 +7,9 @@ driver retrains the front's ``refine.top_k`` best trials (by the first objective
 study ``<name>.refine`` of the same storage: a completed trial with the source trial's
 parameters, the retrained accuracy and the source's latency, and ``refine_of`` naming the source.
 The main study keeps its inherited values, so its Pareto front is one ranking on one scale; the
-results table, ``nas status`` and the report show both.
+results table, ``nas status`` and the report show both. With ``seeds: N`` each candidate is
+retrained N times (seeds as for fixed trials), and its retrained accuracy is their mean with a
+95 % interval.
 
 A refine killed halfway is finished by the next session on the run folder: trials already in the
 refine study are not retrained, and an interrupted training resumes from its checkpoint.
@@ -39,15 +41,18 @@ def front_to_refine(ledger: Any, top_k: int, maximise_first: bool) -> list[Any]:
     return chosen[:top_k]
 
 
-def _to_refine(ledger: Any, config: Any) -> tuple[list[Any], list[Any]]:
-    """The front's trials the refine step retrains, and those of them not retrained yet."""
+def _to_refine(ledger: Any, config: Any) -> tuple[list[Any], list[tuple[Any, int]]]:
+    """The front's trials the refine step retrains, and the (trial, seed index) pairs not
+    retrained yet."""
     refine = getattr(config.evaluator, "refine", None)
     if refine is None:
         return [], []
     maximise = config.objectives[0].resolved_direction == "maximize"
     chosen = front_to_refine(ledger, refine.top_k, maximise)
-    done = refined_by_source(ledger.study)
-    return chosen, [t for t in chosen if t.number not in done]
+    done = {(number, t.user_attrs.get("seed_index", 0))
+            for number, trials in refined_by_source(ledger.study).items() for t in trials}
+    return chosen, [(t, k) for k in range(config.seeds) for t in chosen
+                    if (t.number, k) not in done]
 
 
 def refine_pending(ledger: Any, config: Any) -> bool:
@@ -57,8 +62,9 @@ def refine_pending(ledger: Any, config: Any) -> bool:
 
 def refine_front(driver: Any, ray: Any, remote: Any, progress: Any) -> int:
     """Retrain the front's best trials that are not refined yet; returns how many were."""
-    from nas.search.runner import _evaluator_key, trial_seed
+    from nas.search.runner import trial_seed
     from nas.search.worker import TrialTask
+    from nas.study.config import evaluator_key
 
     config = driver.config
     ledger = driver.ledger
@@ -67,55 +73,59 @@ def refine_front(driver: Any, ray: Any, remote: Any, progress: Any) -> int:
         return 0
     study = refine_study(ledger.study._storage, config.name, config.directions, create=True)
     ev_config = config.evaluator.refine.evaluator
-    ev_key = _evaluator_key(ev_config)
+    ev_key = evaluator_key(ev_config)
     evaluator = ev_config.build()
-    progress.say(f"refine: retraining the Pareto front's best {len(todo)} of {len(chosen)} "
-                 f"with {ev_config.summary()}")
-    running: dict[Any, tuple[Any, Any]] = {}
-    for trial in todo:
+    seeds = f", {config.seeds} seeds each" if config.seeds > 1 else ""
+    progress.say(f"refine: retraining the Pareto front's best {len(chosen)} with "
+                 f"{ev_config.summary()}{seeds} ({len(todo)} trainings to go)")
+    running: dict[Any, tuple[Any, Any, int]] = {}
+    for trial, index in todo:
         spec = ArchSpec.from_json(
             (driver.run_dir / "specs" / f"{trial.user_attrs['spec_id']}.json").read_text())
-        workdir = driver.run_dir / "checkpoints" / f"{spec.spec_id}-{ev_key}"
+        workdir = driver.run_dir / "checkpoints" / (f"{spec.spec_id}-{ev_key}"
+                                                    + (f"-seed{index}" if index else ""))
         task = TrialTask(
             number=trial.number, spec_json=spec.to_json(), latency_spec_json=spec.to_json(),
-            seed=trial_seed(config, spec.spec_id), evaluator=evaluator, oracle=None,
+            seed=trial_seed(config, spec.spec_id, index), evaluator=evaluator, oracle=None,
             latency_cache=None, max_latency_ms=None,
             threads=max(1, int(config.workers.cpus_per_trial)),
             device="cuda" if config.workers.gpus_per_trial > 0 else "cpu",
             workdir=str(workdir), driver_host=socket.gethostname(), driver_pid=os.getpid())
         ref = remote.options(num_cpus=config.workers.cpus_per_trial,
                              num_gpus=config.workers.gpus_per_trial, max_retries=0).remote(task)
-        running[ref] = (trial, workdir)
+        running[ref] = (trial, workdir, index)
     finished = 0
     while running:
         ready, _ = ray.wait(list(running), num_returns=1)
         for ref in ready:
-            trial, workdir = running.pop(ref)
+            trial, workdir, index = running.pop(ref)
+            which = f"trial {trial.number}" + (f" seed {index}" if config.seeds > 1 else "")
             inherited = trial.user_attrs.get("accuracy")
             try:
                 out = ray.get(ref)
             except ray.exceptions.RayError as exc:
                 cause = getattr(exc, "cause", None) or exc
                 first = (str(cause).strip().splitlines() or [""])[0]
-                progress.say(f"refine: trial {trial.number} failed ({type(cause).__name__}: "
+                progress.say(f"refine: {which} failed ({type(cause).__name__}: "
                              f"{first}); the next session retries it")
                 continue
             if out.status != TrialStatus.OK or out.evaluation is None:
-                progress.say(f"refine: trial {trial.number} ended {out.status.value}")
+                progress.say(f"refine: {which} ended {out.status.value}")
                 continue
-            _record(study, config, trial, out)
+            _record(study, config, trial, out, index)
             for name, data in out.artifacts.items():  # the retrained weights, for export
                 folder = driver.run_dir / "trials" / str(trial.number)
                 folder.mkdir(parents=True, exist_ok=True)
-                (folder / f"refined_{name}.pt").write_bytes(data)
+                seed = f"seed{index}_" if index else ""
+                (folder / f"refined_{seed}{name}.pt").write_bytes(data)
             shutil.rmtree(workdir, ignore_errors=True)
             finished += 1
-            progress.say(f"refine {finished}/{len(todo)}: trial {trial.number} retrained "
+            progress.say(f"refine {finished}/{len(todo)}: {which} retrained "
                          f"{out.evaluation.accuracy:.1f} % (inherited {inherited:.1f} %)")
     return finished
 
 
-def _record(study: Any, config: Any, trial: Any, out: Any) -> None:
+def _record(study: Any, config: Any, trial: Any, out: Any, index: int = 0) -> None:
     import optuna
 
     from nas.search.ledger import objective_values
@@ -128,7 +138,8 @@ def _record(study: Any, config: Any, trial: Any, out: Any) -> None:
              "fixed_point": a.get("fixed_point"), "accuracy": ev.accuracy,
              "inherited_accuracy": a.get("accuracy"), "curve": ev.curve, "eval": ev.provenance,
              "latency_ms": a.get("latency_ms"), "params": a.get("params"),
-             "macs": a.get("macs"), "wall_time_s": round(out.wall_time_s, 2)}
+             "macs": a.get("macs"), "wall_time_s": round(out.wall_time_s, 2),
+             **({"seed_index": index} if index else {})}
     study.add_trial(optuna.trial.create_trial(
         values=objective_values(config, metrics), params=trial.params,
         distributions=trial.distributions, user_attrs=attrs))

@@ -43,7 +43,7 @@ from nas.search.pruning import EpochReporter
 from nas.search.refine import refine_front, refine_pending
 from nas.search.worker import AttemptFence, TrialTask, execute
 from nas.study.budget import BudgetGate, Verdict, invalid_verdict
-from nas.study.config import FREE_FIELDS, StudyConfig, StudyError
+from nas.study.config import FREE_FIELDS, StudyConfig, StudyError, evaluator_key
 from nas.study.prepare import (
     PreparedStudy,
     stored_config,
@@ -121,10 +121,17 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
                          "the cluster with `ray start --head` or fix the address") from None
 
 
-def trial_seed(config: StudyConfig, spec_id: str) -> int:
-    """Evaluation seed: a function of the study seed and the architecture, so an architecture is
-    trained identically whenever and wherever it is evaluated."""
-    return int(hashlib.sha256(f"{config.seed}:{spec_id}".encode()).hexdigest()[:8], 16)
+def trial_seed(config: StudyConfig, spec_id: str, index: int = 0) -> int:
+    """Evaluation seed: a function of the study seed, the architecture and the seed's index
+    (``seeds``), so an architecture is trained identically whenever and wherever it is
+    evaluated, and a resumed study repeats no seed and loses none."""
+    text = f"{config.seed}:{spec_id}" + (f":{index}" if index else "")  # index 0: as before
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+def seed_index(attrs: dict[str, Any]) -> int:
+    """Which of its row's seeds a trial is (0 for a searched trial)."""
+    return int(attrs.get("seed_index", 0))
 
 
 class Progress:
@@ -137,6 +144,7 @@ class Progress:
         self.start = time.monotonic()
         self.start_done = start_done
         self.last: tuple[Any, ...] = ()
+        self.chance = 0  # trials of this session that scored at chance level
 
     def update(self, counts: Counts, pareto: int, best: str, force: bool = False) -> None:
         if self.stream is None:
@@ -150,13 +158,14 @@ class Progress:
         total = f"/{self.target}" if self.target else ""
         pruned = f"pruned {counts.pruned} | " if counts.pruned else ""
         repeated = f"repeats {counts.repeated} | " if counts.repeated else ""
-        line = (f"trials {done}{total} | running {counts.running} | {pruned}{repeated}"
+        chance = f"AT CHANCE {self.chance} | " if self.chance else ""
+        line = (f"trials {done}{total} | running {counts.running} | {pruned}{repeated}{chance}"
                 f"failed {counts.failed} | "
                 f"infeasible {counts.infeasible} | Pareto {pareto}{best} | "
                 f"{_duration(elapsed)} elapsed, ETA {eta}")
         # On a terminal the line is redrawn; in a log, a line is written when something changed.
         state = (done, counts.running, counts.repeated, counts.failed, counts.infeasible, pareto,
-                 best)
+                 best, self.chance)
         if self.tty:
             self.stream.write("\r\033[K" + line)
             self.stream.flush()
@@ -192,11 +201,17 @@ class _SharedResults:
 
     def __init__(self, trials: list[Any], default_evaluator_key: str) -> None:
         self.done: dict[str, dict[str, Any]] = {}
+        self.latency: dict[str, tuple[Any, Any]] = {}  # spec id -> (latency_ms, latency)
         for t in trials:
             if TrialStatus.of(t) == TrialStatus.OK:
                 key = _result_key(t.user_attrs["spec_id"],
-                                  t.user_attrs.get("evaluator_key", default_evaluator_key))
+                                  t.user_attrs.get("evaluator_key", default_evaluator_key),
+                                  seed_index(t.user_attrs))
                 self.done.setdefault(key, _result_attrs(t))
+                if t.user_attrs.get("latency_ms") is not None:
+                    self.latency.setdefault(t.user_attrs["spec_id"],
+                                            (t.user_attrs["latency_ms"],
+                                             t.user_attrs.get("latency")))
         self.inflight: set[str] = set()
         self.attached: dict[str, list[tuple[Any, Verdict]]] = {}
 
@@ -227,7 +242,7 @@ class _Tasks:
         self.ledger = ledger
         self.prepared = prepared
         self.run_dir = prepared.run_dir
-        self.evaluator_key = _evaluator_key(config.evaluator)
+        self.evaluator_key = evaluator_key(config.evaluator)
         self.evaluators: dict[str, Any] = {}  # evaluator key -> evaluator (rows may differ)
         self.setup_seconds = 0.0  # spent making evaluators ready (training a supernet)
         self.say: Any = lambda message: print(message, file=sys.stderr, flush=True)
@@ -238,7 +253,7 @@ class _Tasks:
         return self.config.latency.build(device)
 
     def evaluator_of(self, ev_config: Any) -> Any:
-        key = _evaluator_key(ev_config)
+        key = evaluator_key(ev_config)
         if key not in self.evaluators:
             evaluator = ev_config.build()
             if hasattr(evaluator, "for_search"):
@@ -254,10 +269,12 @@ class _Tasks:
             self.evaluators[key] = evaluator
         return self.evaluators[key]
 
-    def checkpoints(self, spec: Any, ev_key: str) -> Path:
-        return self.run_dir / "checkpoints" / f"{spec.spec_id}-{ev_key}"
+    def checkpoints(self, spec: Any, ev_key: str, index: int = 0) -> Path:
+        return self.run_dir / "checkpoints" / (f"{spec.spec_id}-{ev_key}"
+                                               + (f"-seed{index}" if index else ""))
 
-    def task(self, trial: Any, spec: Any, ev_config: Any, ev_key: str) -> TrialTask:
+    def task(self, trial: Any, spec: Any, ev_config: Any, ev_key: str,
+             latency_known: bool = False) -> TrialTask:
         config = self.config
         reporter = None
         shadow_trial = self.ledger.ask_shadow(trial)
@@ -269,13 +286,16 @@ class _Tasks:
         latency_spec = spec.replace(num_classes=config.budget.count_classes)
         return TrialTask(
             number=trial.number, spec_json=spec.to_json(),
-            latency_spec_json=latency_spec.to_json(), seed=trial_seed(config, spec.spec_id),
-            evaluator=self.evaluator_of(ev_config), oracle=self.oracle,
+            latency_spec_json=latency_spec.to_json(),
+            seed=trial_seed(config, spec.spec_id, seed_index(trial.user_attrs)),
+            # another seed of this network was timed: the oracle is asked once per network
+            evaluator=self.evaluator_of(ev_config), oracle=None if latency_known else self.oracle,
             latency_cache=getattr(config.latency, "cache", None),
             max_latency_ms=config.budget.max_latency_ms,
             threads=max(1, int(config.workers.cpus_per_trial)),
             device="cuda" if config.workers.gpus_per_trial > 0 else "cpu",
-            workdir=str(self.checkpoints(spec, ev_key)), reporter=reporter,
+            workdir=str(self.checkpoints(spec, ev_key, seed_index(trial.user_attrs))),
+            reporter=reporter,
             fence=AttemptFence(self.ledger.address, trial._trial_id),
             driver_host=socket.gethostname(), driver_pid=os.getpid())
 
@@ -305,6 +325,7 @@ class _Driver:
         # task -> trial, spec, verdict, checkpoint folder
         self.running: dict[Any, tuple[Any, Any, Verdict, Path]] = {}
         self.messages: list[str] = []  # for the progress stream
+        self.chance = 0  # trials of this session at chance level
 
     def close(self) -> None:
         self.ledger.close()
@@ -351,9 +372,10 @@ class _Driver:
             return True
         ev_config = fixed.evaluator if fixed is not None and fixed.evaluator else \
             self.config.evaluator
-        ev_key = _evaluator_key(ev_config)
+        ev_key = evaluator_key(ev_config)
         trial.set_user_attr("evaluator_key", ev_key)
-        key = _result_key(spec.spec_id, ev_key)
+        index = seed_index(trial.user_attrs)
+        key = _result_key(spec.spec_id, ev_key, index)
         previous = self.shared.done.get(key)
         if previous is not None:  # the same network (e.g. heads under separable attention)
             verdict = self._with_latency(verdict, previous.get("latency_ms"))
@@ -362,12 +384,18 @@ class _Driver:
         if key in self.shared.inflight:  # being evaluated right now: share that result
             self.shared.attach(key, trial, verdict)
             return True
-        task = self.tasks.task(trial, spec, ev_config, ev_key)
+        known = self.shared.latency.get(spec.spec_id)
+        if known is not None and known[0] > (self.config.budget.max_latency_ms or math.inf):
+            ledger.tell_infeasible(trial, self._with_latency(verdict, known[0]),
+                                   {"params": verdict.params, "macs": verdict.macs,
+                                    "latency_ms": known[0]}, "over budget: latency")
+            return True
+        task = self.tasks.task(trial, spec, ev_config, ev_key, latency_known=known is not None)
         kill_point("dispatched")
         ref = remote.options(num_cpus=self.config.workers.cpus_per_trial,
                              num_gpus=self.config.workers.gpus_per_trial,
                              max_retries=0).remote(task)
-        self.running[ref] = (trial, spec, verdict, self.tasks.checkpoints(spec, ev_key))
+        self.running[ref] = (trial, spec, verdict, self.tasks.checkpoints(spec, ev_key, index))
         self.shared.inflight.add(key)
         return True
 
@@ -384,7 +412,8 @@ class _Driver:
 
         ledger = self.ledger
         trial, spec, verdict, workdir = self.running.pop(ref)
-        key = _result_key(spec.spec_id, trial.user_attrs["evaluator_key"])
+        key = _result_key(spec.spec_id, trial.user_attrs["evaluator_key"],
+                          seed_index(trial.user_attrs))
         attached = self.shared.finish(key)
         reason = None
         try:
@@ -439,6 +468,10 @@ class _Driver:
 
     def _record(self, trial: Any, spec: Any, verdict: Verdict, out: Outcome) -> None:
         latency, latency_ms = out.latency, out.latency_ms
+        if latency is None and spec.spec_id in self.shared.latency:  # timed with another seed
+            latency_ms, latency = self.shared.latency[spec.spec_id]
+        elif latency_ms is not None:
+            self.shared.latency.setdefault(spec.spec_id, (latency_ms, _without_samples(latency)))
         verdict = self._with_latency(verdict, latency_ms)
         trial.set_user_attr("latency_ms", latency_ms)
         trial.set_user_attr("latency", _without_samples(latency))
@@ -458,8 +491,26 @@ class _Driver:
             self.ledger.tell_pruned(trial, attrs)
             return
         self.ledger.tell_ok(trial, verdict, attrs)
-        self.shared.done.setdefault(_result_key(spec.spec_id, trial.user_attrs["evaluator_key"]),
+        self._flag_chance(trial.number, ev)
+        self.shared.done.setdefault(_result_key(spec.spec_id, trial.user_attrs["evaluator_key"],
+                                                seed_index(trial.user_attrs)),
                                     {**attrs, "trial": trial.number})
+
+    def _flag_chance(self, number: int, ev: Any) -> None:
+        """Say so when a trial's top-1 is no better than guessing on its validation set."""
+        from nas.results.noise import at_chance, chance_ceiling
+        from nas.results.runs import CHANCE_HINT
+
+        p = ev.provenance
+        if p.get("metric", "top1") != "top1" or not at_chance(ev.accuracy, p.get("classes"),
+                                                              p.get("val_images")):
+            return
+        self.chance += 1
+        self.messages.append(
+            f"warning: trial {number} scored {ev.accuracy:.1f} %, at chance level (guessing "
+            f"among {p['classes']} classes reaches up to "
+            f"{chance_ceiling(p['classes'], p['val_images']):.1f} % on {p['val_images']} "
+            f"images): it learned nothing; {CHANCE_HINT}")
 
     def _save_artifacts(self, number: int, artifacts: dict[str, bytes]) -> None:
         if artifacts:
@@ -474,22 +525,8 @@ def _node_lost(ray: Any) -> tuple[type[BaseException], ...]:
     return (ray.exceptions.NodeDiedError,)
 
 
-# Evaluator fields added after studies were run, with their defaults (see _evaluator_key).
-_LATER_FIELDS: dict[str, Any] = {"train_workers": 1, "train_gpus_per_worker": 0.0,
-                                 "split": [], "split_epochs": None,
-                                 "split_lr": None}
-
-
-def _evaluator_key(evaluator: Any) -> str:
-    """A short hash of an evaluator section: trials share results only under the same one."""
-    # Fields added after studies were run count only when set, so a resumed run keeps its keys.
-    unset = {name for name, default in _LATER_FIELDS.items()
-             if name in type(evaluator).model_fields and getattr(evaluator, name) == default}
-    return hashlib.sha256(evaluator.model_dump_json(exclude=unset).encode()).hexdigest()[:8]
-
-
-def _result_key(spec_id: str, evaluator_key: str) -> str:
-    return f"{spec_id}/{evaluator_key}"
+def _result_key(spec_id: str, evaluator_key: str, index: int = 0) -> str:
+    return f"{spec_id}/{evaluator_key}" + (f"/seed{index}" if index else "")
 
 
 def _duplicate_attrs(result: dict[str, Any]) -> dict[str, Any]:
@@ -524,8 +561,8 @@ def check_run_folder(prepared: PreparedStudy, config: StudyConfig, resume: bool)
     if stored is None or stored.fingerprint() == config.fingerprint():
         return config
     if resume:
-        return with_overrides(stored, trials=config.trials,
-                              workers=config.workers.concurrent).model_copy(
+        return with_overrides(stored, trials=config.trials, workers=config.workers.concurrent,
+                              seeds=config.seeds).model_copy(
             update={"timeout_minutes": config.timeout_minutes})
     changed = sorted(k for k in type(stored).model_fields
                      if getattr(stored, k) != getattr(config, k)
@@ -536,13 +573,15 @@ def check_run_folder(prepared: PreparedStudy, config: StudyConfig, resume: bool)
 
 
 def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: int | None = None,
-              resume: bool = False, stream: TextIO | None = sys.stderr) -> RunSummary:
+              seeds: int | None = None, resume: bool = False,
+              stream: TextIO | None = sys.stderr) -> RunSummary:
     """Run (or continue) a study until it has its trials, hits its time limit, or is stopped.
 
     Args:
         prepared: the study (see :func:`nas.study.prepare.load`).
         trials: override the study's number of trials.
         workers: override the number of concurrent trials.
+        seeds: override the study's seeds per fixed trial and refined candidate.
         resume: continue the run folder's stored study even if the study file has changed.
         stream: where progress goes (None for silence).
 
@@ -550,8 +589,8 @@ def run_study(prepared: PreparedStudy, *, trials: int | None = None, workers: in
         StudyError: bad input, or another driver holds the run folder (one line naming it).
     """
     config = prepared.config
-    if trials is not None or workers is not None:
-        config = with_overrides(config, trials=trials, workers=workers)
+    if trials is not None or workers is not None or seeds is not None:
+        config = with_overrides(config, trials=trials, workers=workers, seeds=seeds)
     config = check_run_folder(prepared, config, resume)
     new_run = stored_config(prepared.run_dir) is None
     ray = init_ray(config) if new_run else None  # reach Ray before creating the run folder
@@ -653,6 +692,7 @@ def _drive(driver: _Driver, prepared: PreparedStudy, config: StudyConfig, ray: A
                 progress.say(message)
             driver.messages.clear()
             counts = ledger.counts
+            progress.chance = driver.chance
             if stream is not None:
                 progress.update(counts, len(ledger.front),
                                 driver.best_text() if done else "", force=bool(done))

@@ -296,6 +296,11 @@ class DummyConfig(_Model):
     faults: dict[str, Literal["raise", "nan", "exit"]] = {}
     record: str | None = None
     hold: str | None = None  # tests: every evaluation waits until this file exists
+    # tests of repeated seeds: the score moves by up to +-seed_noise with the trial's seed
+    seed_noise: float = Field(0.0, ge=0)
+    # tests of the chance flag: these spec ids score what guessing does (100 / classes)
+    chance: list[str] = []
+    val_images: int = Field(200, ge=1)  # the validation set a score is said to be over
 
     def build(self) -> Any:
         """The evaluator this section describes (nas.evaluators.dummy)."""
@@ -329,6 +334,8 @@ class SupernetConfig(_Model):
     the first ``eval_images`` validation images (all when unset)."""
 
     kind: Literal["supernet"]
+    # A candidate's inherited accuracy is the same whatever the trial's seed (no training).
+    trial_seeded: ClassVar[bool] = False
     train: Annotated[TrainConfig | ProxyTrainConfig, Field(discriminator="kind")] = \
         ProxyTrainConfig(kind="proxy_train", epochs=8)
     subnets: int = Field(2, ge=0)  # random subnets per step beside the largest and smallest
@@ -338,8 +345,9 @@ class SupernetConfig(_Model):
     store: str | None = None  # default: supernets/ in the cache folder
     refine: RefineConfig | None = None
     # Data-parallel training through Ray Train (nas.supernet.distributed): 1 trains in the
-    # driver's process; more split every batch over that many Ray Train workers, on the Ray
-    # instance of workers.address (or a local one), each with this many GPUs (0: CPUs, gloo).
+    # driver's process (on its GPU with train_gpus_per_worker: 1); more split every batch over
+    # that many Ray Train workers, on the Ray instance of workers.address (or a local one), each
+    # with this many GPUs (0: CPUs, gloo).
     train_workers: int = Field(1, ge=1)
     train_gpus_per_worker: float = Field(0.0, ge=0)
     # Few-shot NAS (nas.evaluators.supernet): one sub-supernet per combination of these design
@@ -353,10 +361,10 @@ class SupernetConfig(_Model):
 
     @model_validator(mode="after")
     def _gpus_need_workers(self) -> SupernetConfig:
-        if self.train_gpus_per_worker and self.train_workers == 1:
-            raise ValueError(f"train_gpus_per_worker={self.train_gpus_per_worker}: needs "
-                             "train_workers >= 2 (one process trains "
-                             "the supernet in the driver, on its CPU)")
+        if self.train_workers == 1 and self.train_gpus_per_worker not in (0, 1):
+            raise ValueError(f"train_gpus_per_worker={self.train_gpus_per_worker}: with "
+                             "train_workers=1 the driver's process trains the supernet, on its "
+                             "CPU (0) or one GPU (1)")
         for name in ("split_epochs", "split_lr"):
             if getattr(self, name) is not None and not self.split:
                 raise ValueError(f"{name}={getattr(self, name)}: needs split (the design "
@@ -764,7 +772,7 @@ def fixed_trial_name(entry: FixedTrialEntry) -> str:
 # Fields that may change on an existing run folder without making it another study: how long
 # and how wide a study runs, and what it is called, not what it searches.
 FREE_FIELDS = ("trials", "timeout_minutes", "workers", "description", "output",
-               "max_infeasible", "max_repeats")
+               "max_infeasible", "max_repeats", "seeds")
 
 
 class StudyConfig(_Model):
@@ -785,6 +793,11 @@ class StudyConfig(_Model):
     max_infeasible: int | None = Field(None, gt=0)
     max_repeats: int = Field(200, gt=0)
     fixed_trials: list[FixedTrialEntry] = []
+    # Seeds of every fixed trial (ablation row) and of every candidate the refine step retrains:
+    # each seed is a trial of its own, and a row reports their mean and 95 % interval. An
+    # evaluator whose result does not depend on the trial's seed (a supernet's inherited
+    # weights) evaluates a fixed trial once.
+    seeds: int = Field(1, ge=1, le=100)
     ablation: AblationConfig | None = None
     workers: WorkersConfig = WorkersConfig()
     storage: str | None = None
@@ -796,7 +809,9 @@ class StudyConfig(_Model):
         # an ablation evaluates its rows: that is its number of trials unless it says otherwise
         if (isinstance(data, dict) and data.get("ablation") is not None
                 and data.get("trials") is None and isinstance(data.get("fixed_trials"), list)):
-            data = {**data, "trials": len(data["fixed_trials"]) or None}
+            seeds = data.get("seeds", 1)
+            data = {**data, "trials": len(data["fixed_trials"])
+                    * (seeds if isinstance(seeds, int) and seeds > 0 else 1) or None}
         return data
 
     @field_validator("objectives")
@@ -848,10 +863,16 @@ class StudyConfig(_Model):
             if self.ablation.baseline not in names:
                 raise ValueError(f"ablation.baseline={self.ablation.baseline}: not one of the "
                                  f"fixed trials ({', '.join(names) or 'none'})")
-            if self.trials is not None and self.trials > len(names):
+            if self.trials is not None and self.trials > len(names) * self.fixed_seeds:
                 raise ValueError(f"trials={self.trials}: an ablation evaluates its "
-                                 f"{len(names)} fixed trials and searches nothing")
+                                 f"{len(names)} fixed trials ({self.fixed_seeds} seed(s) each) "
+                                 "and searches nothing")
         return self
+
+    @property
+    def fixed_seeds(self) -> int:
+        """Seeds of each fixed trial: ``seeds``, or 1 where the evaluator ignores the seed."""
+        return self.seeds if getattr(self.evaluator, "trial_seeded", True) else 1
 
     @property
     def directions(self) -> list[str]:
@@ -1105,3 +1126,17 @@ def load_study(path: str | Path, settings: Sequence[str] = ()) -> StudyConfig:
     if isinstance(data, dict) and "name" not in data:
         data = {"name": path.stem, **data}
     return parse_study(data, str(path), applied)
+
+
+# Evaluator fields added after studies were run, with their defaults (see evaluator_key).
+LATER_FIELDS: dict[str, Any] = {"train_workers": 1, "train_gpus_per_worker": 0.0,
+                                 "split": [], "split_epochs": None,
+                                 "split_lr": None}
+
+
+def evaluator_key(evaluator: Any) -> str:
+    """A short hash of an evaluator section: trials share results only under the same one."""
+    # Fields added after studies were run count only when set, so a resumed run keeps its keys.
+    unset = {name for name, default in LATER_FIELDS.items()
+             if name in type(evaluator).model_fields and getattr(evaluator, name) == default}
+    return hashlib.sha256(evaluator.model_dump_json(exclude=unset).encode()).hexdigest()[:8]

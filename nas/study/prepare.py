@@ -223,9 +223,15 @@ def write_config(config: StudyConfig, run_dir: Path) -> None:
 
 
 def with_overrides(config: StudyConfig, *, trials: int | None = None,
-                   workers: int | None = None) -> StudyConfig:
-    """The config with command-line overrides of ``trials`` and ``workers.concurrent``."""
+                   workers: int | None = None, seeds: int | None = None) -> StudyConfig:
+    """The config with command-line overrides of ``trials``, ``workers.concurrent`` and
+    ``seeds`` (an ablation's trials follow its seeds unless ``trials`` is given too)."""
     data = config.model_dump(mode="json")
+    if seeds is not None:
+        if config.ablation is not None and trials is None:
+            data["trials"] = len(config.fixed_trials) * (
+                seeds if getattr(config.evaluator, "trial_seeded", True) else 1)
+        data["seeds"] = seeds
     if trials is not None:
         data["trials"] = trials
     if workers is not None:

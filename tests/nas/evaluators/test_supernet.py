@@ -78,9 +78,52 @@ def test_a_second_study_over_the_same_space_reuses_the_stored_supernet(finished,
         "calibration_batches": 1})
     summary = run_study(prepared, stream=stream)
     assert summary.finished
-    assert f"supernet {key}: stored in" in stream.getvalue() and "epoch" not in stream.getvalue()
+    assert f"supernet {key}: stored in" in stream.getvalue()
+    assert "supernet epoch" not in stream.getvalue()
     assert (store / key / "supernet.pt").stat().st_mtime_ns == weights
     assert len(SupernetStore(store).entries()) == 1
+
+
+def test_the_refine_step_retrains_each_candidate_with_every_seed(finished, tmp_path):
+    tmp, _, _ = finished
+    prepared = _study(tmp_path, trials=2, seeds=2, evaluator={
+        "kind": "supernet", "train": {**DATA, "epochs": 1}, "store": str(tmp / "store"),
+        "calibration_batches": 1, "refine": {"top_k": 1, "evaluator": {**DATA, "epochs": 1}}})
+    stream = io.StringIO()
+    run_study(prepared, stream=stream)
+    assert "2 seeds each" in stream.getvalue() and "seed 1 retrained" in stream.getvalue()
+    from nas.results.refined import refined_by_source
+    from nas.results.runs import open_run
+
+    study, _ = open_run(tmp_path / "run")
+    (source, trials), = refined_by_source(study).items()
+    assert [t.user_attrs.get("seed_index", 0) for t in trials] == [0, 1]
+    assert len({t.user_attrs["eval"]["seed"] for t in trials}) == 2
+    frame = load_trials(tmp_path / "run")
+    row = frame[frame.number == source].iloc[0]
+    assert row.refined_seeds == 2 and row.refined_half_width >= 0
+    mean = sum(t.user_attrs["accuracy"] for t in trials) / 2
+    assert row.refined_accuracy == pytest.approx(mean)
+    assert "±" in status_text(tmp_path / "run")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a GPU")
+def test_training_on_the_driver_s_gpu_without_one_is_a_one_line_error(tmp_path):
+    prepared = _study(tmp_path, evaluator={
+        "kind": "supernet", "train": {**DATA, "epochs": 1}, "store": str(tmp_path / "store"),
+        "train_gpus_per_worker": 1})
+    config = prepared.config
+    with pytest.raises(EvaluationError, match="train_gpus_per_worker=1: this process sees no "
+                                              "CUDA device"):
+        config.evaluator.build().for_search(prepared.space, config.budget, config.seed,
+                                            say=lambda _: None)
+    cpu = SupernetConfig(kind="supernet", train=DATA | {"epochs": 1}).build()
+    gpu = SupernetConfig(kind="supernet", train=DATA | {"epochs": 1},
+                         train_gpus_per_worker=1).build()
+    space = MobileViTSpace(TINY, num_classes=10)
+    # other kernels train other weights: a GPU-trained supernet has a store entry of its own
+    assert cpu.key(space, Budget(max_params=400_000), 0) != \
+        gpu.key(space, Budget(max_params=400_000), 0)
 
 
 def test_the_store_key_follows_everything_that_changes_the_weights(tmp_path):
@@ -233,7 +276,7 @@ def test_a_second_split_study_reuses_every_stored_sub_supernet(split, tmp_path):
     stream = io.StringIO()
     assert run_study(_split_study(tmp_path, store, trials=2), stream=stream).finished
     progress = stream.getvalue()
-    assert progress.count(", reused") == 3 and "epoch" not in progress
+    assert progress.count(", reused") == 3 and "supernet epoch" not in progress
     assert {e.key: e.weights.stat().st_mtime_ns for e in SupernetStore(store).entries()} == before
 
 

@@ -10,7 +10,15 @@ import torch
 from mobilevit import create_model, num_params
 from nas.cli import main
 from nas.report.page import write_report
-from nas.results.ablation import ablation_files, ordering, smoke_fidelity, write_ablation
+from nas.results.ablation import (
+    ablation_files,
+    ablation_table,
+    ordering,
+    smoke_fidelity,
+    table_text,
+    write_ablation,
+)
+from nas.results.noise import PairVerdict
 from nas.results.runs import open_run, trials_frame
 from nas.search.runner import run_study
 from nas.study.config import StudyError, load_study
@@ -131,6 +139,58 @@ def test_ordering_verdicts():
     tied = ordering(_table([78.4, 78.4, 77.0], [41.0, 40.0, 30.0]))
     assert tied.same  # a tie in the paper constrains nothing
     assert ordering(_table([78.4, None], [40.0, 41.0])).same is None  # one row: nothing to order
+
+
+def _seeded(paper, seeds):
+    table = _table(paper, [sum(v) / len(v) for v in seeds])
+    table["seed_accuracies"] = [" ".join(str(x) for x in v) for v in seeds]
+    return table
+
+
+def test_ordering_verdicts_know_the_seeds_noise():
+    clear = ordering(_seeded([78.4, 77.6, 77.3], [[40, 41, 39], [35, 36, 34], [30, 31, 29]]))
+    assert {v for _, _, v in clear.pairs} == {PairVerdict.SAME} and len(clear.pairs) == 3
+    assert clear.tau_interval == (1.0, 1.0)
+    assert "of 3 pairs the paper orders, 3 same order as the paper" in clear.text()
+    overlap = ordering(_seeded([78.4, 77.6], [[40, 30, 35], [36, 34, 38]]))
+    assert [v for _, _, v in overlap.pairs] == [PairVerdict.NOISE]
+    low, high = overlap.tau_interval
+    assert low == -1.0 and high == 1.0
+    opposite = ordering(_seeded([78.4, 77.6], [[30, 31, 29], [40, 41, 39]]))
+    assert [v for _, _, v in opposite.pairs] == [PairVerdict.OPPOSITE]
+    tie = ordering(_seeded([78.4, 77.6], [[35, 35, 35], [35, 35, 35]]))
+    assert [v for _, _, v in tie.pairs] == [PairVerdict.NOISE]
+    one = ordering(_table([78.4, 77.6], [40.0, 35.0]))
+    assert [v for _, _, v in one.pairs] == [PairVerdict.SAME_ONE_SEED]
+    assert one.tau_interval is None
+
+
+def test_an_ablation_row_is_the_mean_and_interval_of_its_seeds():
+    prepared = load(ABLATIONS / "v1_patch_size.yaml")
+    names = [f.name for f in prepared.fixed]
+    accuracy = {names[0]: [50.0, 51.0, 52.0], names[1]: [60.0, 61.0, 59.0],
+                names[2]: [50.0, 58.0, 43.0], names[3]: [45.0]}
+    rows, number = [], 0
+    for name, values in accuracy.items():
+        for k, v in enumerate(values):
+            rows.append({"number": number, "status": "ok", "fixed_point": name,
+                         "seed_index": k, "accuracy": v, "params": 5_600_000,
+                         "macs": 2_000_000_000, "latency_ms": 9.0, "fidelity": "f",
+                         "oracle": "o", "spec_id": name, "chance": k == 0 and v == 45.0})
+            number += 1
+    rows.append({**rows[0], "number": number, "status": "failed", "seed_index": 3})  # not counted
+    table = ablation_table(pd.DataFrame(rows), prepared.config, prepared.fixed)
+    first = table.iloc[0]
+    assert first.accuracy == pytest.approx(51.0) and first.seeds == 3
+    assert first.accuracy_low == pytest.approx(51.0 - 2.4841, abs=1e-3)
+    assert first.seed_accuracies == "50.00 51.00 52.00"
+    # the paper: (2,2,2) 78.4, (3,3,3) 78.5, (4,4,4) 77.6, (8,4,2) 77.3
+    assert list(table.verdict) == ["baseline", PairVerdict.SAME.value,
+                                   PairVerdict.NOISE.value, PairVerdict.SAME_ONE_SEED.value]
+    assert table.iloc[3].seeds == 1 and table.iloc[3].at_chance == 1
+    text = table_text(table, prepared.config)
+    assert "95 % interval" in text and "51.00" in text and "[48.52, 53.48]" in text
+    assert f"at chance level (scored no better than guessing): {names[3]};" in text
 
 
 def test_ablation_files_fail_in_one_line(tmp_path):

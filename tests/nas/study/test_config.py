@@ -80,7 +80,7 @@ MALFORMED = [
     (_with(latency={"kind": "none"}), "study.yaml: objective latency_ms needs a latency oracle"),
     (_with(sampler={"kind": "brute_force"}), "study.yaml: sampler.kind=brute_force: the space has"),
     (_with(workers={"concurrent": 0}), "study.yaml: workers.concurrent=0: input should be greater than or equal to 1"),
-    (_with(evaluator={"kind": "supernet", "train_gpus_per_worker": 1}), "study.yaml: evaluator={\"kind\": \"supernet\", \"train_gpus_per_worker\": 1}: train_gpus_per_worker=1.0: needs train_workers >= 2"),
+    (_with(evaluator={"kind": "supernet", "train_gpus_per_worker": 0.5}), "study.yaml: evaluator={\"kind\": \"supernet\", \"train_gpus_per_worker\": 0.5}: train_gpus_per_worker=0.5: with train_workers=1 the driver's process trains the supernet, on its CPU (0) or one GPU (1)"),
     (_with(objectives=[{"metric": "top5"}]), 'study.yaml: objectives[0].metric="top5": input should be'),
     (_with(fixed_trials=["mobilevit_xxs", "mobilevit_xxs"]), "study.yaml: fixed_trials=[\"mobilevit_xxs\", \"mobilevit_xxs\"]: a fixed trial is listed twice"),
 ]

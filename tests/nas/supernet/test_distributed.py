@@ -117,12 +117,11 @@ def test_the_distributed_and_split_settings_leave_an_existing_studys_evaluator_k
     # added must find its earlier results under the key it wrote them with.
     import hashlib
 
-    from nas.search.runner import _evaluator_key
-    from nas.study.config import SupernetConfig
+    from nas.study.config import SupernetConfig, evaluator_key
 
     config = SupernetConfig(kind="supernet")
     before = config.model_dump_json(exclude={"train_workers", "train_gpus_per_worker", "split",
                                              "split_epochs", "split_lr"})
-    assert _evaluator_key(config) == hashlib.sha256(before.encode()).hexdigest()[:8]
-    assert _evaluator_key(config.model_copy(update={"train_workers": 2})) != _evaluator_key(config)
-    assert _evaluator_key(config.model_copy(update={"split": ["block"]})) != _evaluator_key(config)
+    assert evaluator_key(config) == hashlib.sha256(before.encode()).hexdigest()[:8]
+    assert evaluator_key(config.model_copy(update={"train_workers": 2})) != evaluator_key(config)
+    assert evaluator_key(config.model_copy(update={"split": ["block"]})) != evaluator_key(config)
