@@ -111,6 +111,25 @@ def test_a_smoke_run_of_the_v3_block_ablation_gives_every_row(tmp_path, capsys):
     assert "Ablation: MobileViT v3" in files.html.read_text()
 
 
+def test_ablations_with_seeds_report_every_row_s_mean_interval_and_verdict(tmp_path, capsys):
+    out = tmp_path / "abl"
+    assert main(["ablations", "--run", "--smoke", "--seeds", "2", "--quiet", "v1_patch_size",
+                 "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "95 % interval" in text and "vs baseline" in text
+    table = pd.read_csv(out / "v1_patch_size" / "ablation.csv")
+    assert (table["seeds"] == 2).all() and table["accuracy_low"].notna().all()
+    assert table.loc[0, "verdict"] == "baseline"
+    assert set(table["verdict"][1:]) <= {"same order as the paper", "opposite order",
+                                         "within noise"}
+    study, config = open_run(out / "v1_patch_size")
+    assert config.seeds == 2 and config.trials == 8
+    files = write_report(out / "v1_patch_size")
+    rows = pd.read_csv(files.data["ablation_rows"])
+    assert (rows["seeds"] == 2).all()
+    assert "fig-ablation_rows" in files.html.read_text()
+
+
 def test_recipe_rows_are_trained_separately_even_on_the_same_network(tmp_path):
     prepared = _smoke("v1_ls_ema", tmp_path)
     run_study(prepared, stream=None)

@@ -23,7 +23,7 @@ FIXED = ["mobilevit_xxs", "mobilevitv3_xxs"]
 def _data(**changes):
     data = yaml.safe_load(SMOKE.read_text())
     data["evaluator"] = {**data["evaluator"], "seconds": 0.05, "seed_noise": 3.0}
-    data.update(fixed_trials=FIXED, **changes)
+    data.update({"fixed_trials": FIXED, **changes})
     return data
 
 
@@ -95,6 +95,8 @@ def test_a_study_killed_between_seeds_resumes_without_repeating_or_losing_one(tm
     done = {(t.user_attrs["fixed_point"], seed_index(t.user_attrs)): t.values
             for t in before if TrialStatus.of(t) is TrialStatus.OK}
     assert len(done) == 2
+    in_hand = [t for t in before if t.state.name == "RUNNING"]
+    assert in_hand
     import subprocess
 
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
@@ -106,9 +108,9 @@ def test_a_study_killed_between_seeds_resumes_without_repeating_or_losing_one(tm
     after = {(t.user_attrs["fixed_point"], seed_index(t.user_attrs)): t.values
              for t in trials if TrialStatus.of(t) is TrialStatus.OK}
     assert all(after[key] == v for key, v in done.items())  # nothing recorded was redone
-    # Every seed was evaluated for its recorded trial, plus the one killed with its result in
-    # hand (never recorded, so evaluated again).
-    assert len((tmp_path / "evaluated.txt").read_text().split()) <= 6 + 1
+    # Every seed was evaluated for its recorded trial, plus once for each trial running at the
+    # kill (the one with its result in hand was never recorded, so it is evaluated again).
+    assert len((tmp_path / "evaluated.txt").read_text().split()) <= 6 + len(in_hand)
 
 
 def test_a_trial_at_chance_level_is_flagged_in_progress_status_and_table(tmp_path):
@@ -138,3 +140,25 @@ def test_an_ablation_s_trials_follow_its_seeds():
     supernet = parse_study(yaml.safe_load((ROOT / "studies/under_6m.yaml").read_text())
                            | {"seeds": 3}, "test")
     assert supernet.fixed_seeds == 1  # inherited weights: the trial seed changes nothing
+
+
+def test_a_front_closer_than_the_measured_noise_floor_says_so(tmp_path, monkeypatch):
+    import json
+
+    import nas.results.runs as runs
+    from nas.study.config import evaluator_key
+
+    prepared = _study(tmp_path, trials=3, fixed_trials=[])
+    run_study(prepared, stream=None)
+    assert "noise:" not in status_text(tmp_path / "run")  # no seeds, no measured floor
+    floors = tmp_path / "floors.json"
+    floors.write_text(json.dumps({evaluator_key(prepared.config.evaluator): {
+        "sd": 50.0, "fidelity": "test", "measured": "by hand"}}))
+    monkeypatch.setattr(runs, "FLOORS_FILE", floors)
+    text = status_text(tmp_path / "run")
+    assert "noise: seed sd 50.00 % (measured for this fidelity: by hand)" in text
+    assert "their order on accuracy is within noise" in text
+    floors.write_text(json.dumps({evaluator_key(prepared.config.evaluator): {
+        "sd": 1e-6, "fidelity": "test", "measured": "by hand"}}))
+    text = status_text(tmp_path / "run")
+    assert "noise: seed sd 0.00 %" in text and "are that close" not in text
