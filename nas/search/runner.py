@@ -506,11 +506,15 @@ class _Driver:
                                                               p.get("val_images")):
             return
         self.chance += 1
-        self.messages.append(
-            f"warning: trial {number} scored {ev.accuracy:.1f} %, at chance level (guessing "
-            f"among {p['classes']} classes reaches up to "
-            f"{chance_ceiling(p['classes'], p['val_images']):.1f} % on {p['val_images']} "
-            f"images): it learned nothing; {CHANCE_HINT}")
+        if self.chance <= _CHANCE_WARNINGS:
+            self.messages.append(
+                f"warning: trial {number} scored {ev.accuracy:.1f} %, at chance level (guessing "
+                f"among {p['classes']} classes reaches up to "
+                f"{chance_ceiling(p['classes'], p['val_images']):.1f} % on {p['val_images']} "
+                f"images): it learned nothing; {CHANCE_HINT}")
+        elif self.chance == _CHANCE_WARNINGS + 1:
+            self.messages.append("warning: more trials at chance level; the progress line "
+                                 "counts them (AT CHANCE), `nas status` lists them")
 
     def _save_artifacts(self, number: int, artifacts: dict[str, bytes]) -> None:
         if artifacts:
@@ -518,6 +522,9 @@ class _Driver:
             folder.mkdir(parents=True, exist_ok=True)
             for name, data in artifacts.items():
                 (folder / f"{name}.pt").write_bytes(data)
+
+
+_CHANCE_WARNINGS = 3  # trials at chance level warned about one by one; the rest are counted
 
 
 def _node_lost(ray: Any) -> tuple[type[BaseException], ...]:

@@ -128,6 +128,17 @@ def test_a_trial_at_chance_level_is_flagged_in_progress_status_and_table(tmp_pat
     assert "at chance level: 1 trial(s)" in status_text(tmp_path / "run")
 
 
+def test_only_the_first_trials_at_chance_are_warned_about_one_by_one(tmp_path):
+    both = [_fixed_id(name) for name in FIXED]
+    prepared = _study(tmp_path, trials=6, seeds=3, evaluator={"kind": "dummy", "seconds": 0.05,
+                                                              "chance": both})
+    stream = io.StringIO()
+    run_study(prepared, stream=stream)
+    progress = stream.getvalue()
+    assert progress.count("scored 10.0 %, at chance level") == 3
+    assert progress.count("more trials at chance level") == 1 and "AT CHANCE 6" in progress
+
+
 def test_an_ablation_s_trials_follow_its_seeds():
     data = yaml.safe_load((ROOT / "studies/ablations/v3_block.yaml").read_text())
     data.pop("extends")
