@@ -186,6 +186,14 @@ def chance_ceiling(classes: int, images: int, quantile: float = 0.995) -> float:
     return 100.0
 
 
+def trial_at_chance(accuracy: float | None, provenance: dict | None) -> bool:
+    """Whether a trial's accuracy is a top-1 within the chance band of the validation set its
+    evaluator's provenance records (``metric``, ``classes``, ``val_images``)."""
+    p = provenance or {}
+    return p.get("metric", "top1") == "top1" and at_chance(accuracy, p.get("classes"),
+                                                           p.get("val_images"))
+
+
 def at_chance(accuracy: float | None, classes: int | None, images: int | None) -> bool:
     """Whether a top-1 (%) is within the chance band of its validation set (False when the
     class count or the image count is unknown)."""

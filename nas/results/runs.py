@@ -68,7 +68,7 @@ def trials_frame(study: Any) -> Any:
     """One row per trial: outcome, objectives, size, spec id, reasons and the parameters."""
     import pandas as pd
 
-    from nas.results.noise import at_chance
+    from nas.results.noise import trial_at_chance
     from nas.results.pareto import pareto_mask
     from nas.results.refined import refined_by_source, refined_estimate
 
@@ -93,8 +93,7 @@ def trials_frame(study: Any) -> Any:
                "latency_spread": (a.get("latency") or {}).get("spread"),
                "accuracy_source": _accuracy_source(a.get("accuracy"), ev),
                # a top-1 a guesser reaches on this validation set: the training learned nothing
-               "chance": at_chance(a.get("accuracy"), ev.get("classes"), ev.get("val_images"))
-               if ev.get("metric", "top1") == "top1" else False,
+               "chance": trial_at_chance(a.get("accuracy"), ev),
                "refined_accuracy": retrained.mean if retrained else None,
                "refined_half_width": retrained.half_width if retrained else None,
                "refined_seeds": retrained.n if retrained else 0,
@@ -361,7 +360,7 @@ def front_noise_text(accuracies: list[float], floor: NoiseFloor) -> str:
 def noise_lines(trials: Any, config: StudyConfig) -> list[str]:
     """``nas status``'s lines on seeds and noise: each fixed trial's mean and 95 % interval over
     its seeds (when it has several), and the trials at chance level."""
-    from nas.results.noise import at_chance
+    from nas.results.noise import trial_at_chance
 
     lines = []
     rows = fixed_estimates(trials)
@@ -372,10 +371,7 @@ def noise_lines(trials: Any, config: StudyConfig) -> list[str]:
         lines += [f"    {name:<{width}}  {e.text()}  ({e.n} seed{'s' if e.n > 1 else ''})"
                   for name, e in rows.items()]
     chance = [t for t in trials if TrialStatus.of(t) == TrialStatus.OK
-              and (t.user_attrs.get("eval") or {}).get("metric", "top1") == "top1"
-              and at_chance(t.user_attrs.get("accuracy"),
-                            (t.user_attrs.get("eval") or {}).get("classes"),
-                            (t.user_attrs.get("eval") or {}).get("val_images"))]
+              and trial_at_chance(t.user_attrs.get("accuracy"), t.user_attrs.get("eval"))]
     if chance:
         numbers = ", ".join(str(t.number) for t in chance[:10])
         more = f" and {len(chance) - 10} more" if len(chance) > 10 else ""

@@ -468,7 +468,9 @@ class _Driver:
 
     def _record(self, trial: Any, spec: Any, verdict: Verdict, out: Outcome) -> None:
         latency, latency_ms = out.latency, out.latency_ms
-        if latency is None and spec.spec_id in self.shared.latency:  # timed with another seed
+        if spec.spec_id in self.shared.latency:
+            # Timed with another seed: that first timing is the network's (two seeds that start
+            # together are both timed; the later timing is dropped, so each network has one).
             latency_ms, latency = self.shared.latency[spec.spec_id]
         elif latency_ms is not None:
             self.shared.latency.setdefault(spec.spec_id, (latency_ms, _without_samples(latency)))
@@ -498,12 +500,11 @@ class _Driver:
 
     def _flag_chance(self, number: int, ev: Any) -> None:
         """Say so when a trial's top-1 is no better than guessing on its validation set."""
-        from nas.results.noise import at_chance, chance_ceiling
+        from nas.results.noise import chance_ceiling, trial_at_chance
         from nas.results.runs import CHANCE_HINT
 
         p = ev.provenance
-        if p.get("metric", "top1") != "top1" or not at_chance(ev.accuracy, p.get("classes"),
-                                                              p.get("val_images")):
+        if not trial_at_chance(ev.accuracy, p):
             return
         self.chance += 1
         if self.chance <= _CHANCE_WARNINGS:
