@@ -2,7 +2,7 @@
 
     python bench/noise_floor.py [--fidelities ablation,cifar10_cpu,default] [--seeds 5]
         [--models mobilevit_xxs,mobilevitv3_xs,mobilevit_s] [--data ../shared/data/cifar10-jpg.tar.gz]
-        [--out bench/results/noise_floor.json] [--fresh]
+        [--out bench/results/noise_floor.json] [--fresh] [--from-runs RUN_DIR ...]
 
 Fidelities (each is the evaluator section of a shipped study file, unchanged):
 
@@ -20,7 +20,9 @@ Each seed is the one a study gives that fixed trial's k-th seed (``seeds: N``). 
 standard deviation, range; per fidelity: the standard deviation pooled over the three models,
 written to ``nas/results/noise_floors.json`` under the evaluator section's hash, where ``nas
 status`` and the report find it. Results are written after every run, and a re-run continues from
-them (``--fresh`` starts over).
+them (``--fresh`` starts over). ``--from-runs`` takes run folders (an ablation's, say) whose
+completed trials of the same network, evaluator section and seed are the same training: their top-1
+is taken instead of training again, and the run says which trial it came from.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from _results import write_results
 
 import mobilevit
 from nas.results.ablation import with_fidelity
-from nas.results.runs import FLOORS_FILE
+from nas.results.runs import FLOORS_FILE, open_run
 from nas.search.runner import trial_seed
 from nas.study.config import evaluator_key
 from nas.study.prepare import load
@@ -58,6 +60,21 @@ def _config(fidelity: str):  # the study whose evaluator section is the fidelity
     if override is not None:
         config = with_fidelity(config, ROOT / override)
     return prepared, config
+
+
+def _recorded(run_dirs: list[Path], key: str, spec_id: str, seed: int) -> dict | None:
+    """A completed trial in ``run_dirs`` that is this training (same evaluator, network, seed)."""
+    for run_dir in run_dirs:
+        study, _ = open_run(run_dir)
+        for trial in study.get_trials(deepcopy=False):
+            attrs = trial.user_attrs
+            provenance = attrs.get("eval") or {}
+            if (attrs.get("evaluator_key") == key and attrs.get("spec_id") == spec_id
+                    and provenance.get("seed") == seed and attrs.get("accuracy") is not None):
+                return {"seed": seed, "top1": attrs["accuracy"],
+                        "seconds": attrs.get("wall_time_s"),
+                        "from": f"{run_dir} trial {trial.number}"}
+    return None
 
 
 def _unpack(archive: Path) -> bool:
@@ -81,6 +98,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", default=str(ROOT / "bench/results/noise_floor.json"))
     parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--from-runs", nargs="*", default=[], type=Path,
+                        help="run folders whose matching trials are reused, not retrained")
     args = parser.parse_args()
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() and not args.fresh else {}
@@ -121,6 +140,13 @@ def main() -> None:
                                                 threads=args.threads, device="cpu")
                     else:
                         seed = trial_seed(config, spec.spec_id, k)
+                        found = _recorded(args.from_runs, key, spec.spec_id, seed)
+                        if found is not None:
+                            row["runs"][str(k)] = found
+                            print(f"{fidelity:<12}{name:<18}seed {k}{found['top1']:>9.2f} %"
+                                  f"   from {found['from']}", flush=True)
+                            save()
+                            continue
                         result = config.evaluator.build().evaluate(
                             spec, seed=seed, workdir=Path(tmp) / f"{name}-{k}",
                             threads=args.threads, device="cpu")
