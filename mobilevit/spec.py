@@ -16,6 +16,7 @@ Invalid specs raise :class:`SpecError` at construction with a one-line message t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -321,6 +322,13 @@ class Unit:
         return json.dumps(_to_plain(self), sort_keys=True, separators=(",", ":"))
 
 
+@functools.lru_cache(maxsize=16384)
+def _spec_id(spec: ArchSpec) -> str:
+    # Cached by value: equal specs have equal canonical JSON (floats and ints are normalised
+    # when a spec is made), and a study's driver asks a network's id a dozen times per trial.
+    return hashlib.sha256(spec.to_json().encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True, slots=True)
 class ArchSpec:
     """A whole MobileViT-family network.
@@ -462,7 +470,7 @@ class ArchSpec:
     @property
     def spec_id(self) -> str:
         """Stable content id: the first 12 hex digits of the SHA-256 of the canonical JSON."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+        return _spec_id(self)
 
     @classmethod
     def from_dict(cls, data: Any) -> ArchSpec:

@@ -19,6 +19,7 @@ from nas.results.outcome import Counts, TrialStatus, is_repeat
 from nas.search.lease import Heartbeat, StaleTrials, StudyLock
 from nas.study.budget import Verdict
 from nas.study.config import StudyConfig
+from nas.study.journal import batch
 from nas.study.prepare import PreparedStudy, open_storage
 
 
@@ -44,6 +45,7 @@ class Ledger:
         self.prepared = prepared
         self.stale = StaleTrials()
         storage = open_storage(config, prepared.run_dir, on_stale=self.stale)
+        self.storage = storage
         self.address = config.storage or f"journal:{prepared.run_dir / 'journal.log'}"
         # Read-then-write steps of cooperating drivers on one PostgreSQL study run under this.
         self.lock = StudyLock(storage, config.name)
@@ -72,6 +74,11 @@ class Ledger:
         self._signs = [-1.0 if o.resolved_direction == "maximize" else 1.0
                        for o in config.objectives]
         self.front: list[tuple[int, tuple[float, ...]]] = []  # (number, values)
+
+    def batch(self) -> Any:
+        """A context whose writes reach the storage at once when it ends (one synced append on
+        the journal; see :mod:`nas.study.journal`); end it before another process needs them."""
+        return batch(self.storage)
 
     def register(self) -> int:
         """This driver's index among the drivers that ran the study at once (0 on a journal,
@@ -211,8 +218,9 @@ class Ledger:
                 stale = self.study.get_trials(deepcopy=False, states=running)
                 shadow = (self.shadow.get_trials(deepcopy=False, states=running)
                           if self.shadow is not None else [])
-            for t in stale:
-                self.requeue(t.number, t.params, t.user_attrs)
+            with self.batch():
+                for t in stale:
+                    self.requeue(t.number, t.params, t.user_attrs)
             for t in shadow:
                 self.shadow.tell(t.number, state=self._optuna.trial.TrialState.FAIL,  # type: ignore
                                  skip_if_finished=True)
@@ -223,7 +231,7 @@ class Ledger:
         """Enqueue the fixed trials (each of its seeds a trial) not enqueued by an earlier
         session or another driver; returns how many. Every row's first seed comes before any
         row's second, so a study stopped early has all its rows."""
-        with self.lock.held():
+        with self.lock.held(), self.batch():
             done = {(t.user_attrs.get("fixed_point"), int(t.user_attrs.get("seed_index", 0)))
                     for t in self.trials()}
             added = 0

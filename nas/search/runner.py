@@ -348,7 +348,25 @@ class _Driver:
             path.write_text(spec.to_json(indent=2))
 
     def dispatch(self, ray: Any, remote: Any) -> bool:
-        """Ask for one trial and start it (or settle it at once); False when nothing to ask."""
+        """Ask for one trial and start it (or settle it at once)."""
+        # The asking is written in one batch, before the task starts: its worker checks that
+        # its trial is running in the storage.
+        with self.ledger.batch():
+            start = self._ask()
+        if start is None:
+            return True
+        trial, spec, verdict, task, ev_key, index = start
+        kill_point("dispatched")
+        ref = remote.options(num_cpus=self.config.workers.cpus_per_trial,
+                             num_gpus=self.config.workers.gpus_per_trial,
+                             max_retries=0).remote(task)
+        self.running[ref] = (trial, spec, verdict, self.tasks.checkpoints(spec, ev_key, index))
+        self.shared.inflight.add(_result_key(spec.spec_id, ev_key, index))
+        return True
+
+    def _ask(self) -> tuple[Any, Any, Verdict, TrialTask, str, int] | None:
+        """Ask for a trial and gate it; the trial, its network and verdict, the task that
+        evaluates it, its evaluator key and seed index, or None when it was settled at once."""
         ledger = self.ledger
         trial = ledger.ask()
         fixed = self.fixed_by_name.get(trial.user_attrs.get("fixed_point"))
@@ -359,7 +377,7 @@ class _Driver:
         except SpecError as exc:
             trial.set_user_attr("spec_id", None)
             ledger.tell_infeasible(trial, invalid_verdict(), {}, f"invalid network: {exc}")
-            return True
+            return None
         verdict = self.gate.check(spec)
         self.save_spec(spec)
         trial.set_user_attr("spec_id", spec.spec_id)
@@ -369,7 +387,7 @@ class _Driver:
             ledger.tell_infeasible(trial, verdict, {"params": verdict.params,
                                                     "macs": verdict.macs},
                                    "over budget: " + ", ".join(verdict.violated()))
-            return True
+            return None
         ev_config = fixed.evaluator if fixed is not None and fixed.evaluator else \
             self.config.evaluator
         ev_key = evaluator_key(ev_config)
@@ -380,24 +398,18 @@ class _Driver:
         if previous is not None:  # the same network (e.g. heads under separable attention)
             verdict = self._with_latency(verdict, previous.get("latency_ms"))
             ledger.tell_ok(trial, verdict, _duplicate_attrs(previous))
-            return True
+            return None
         if key in self.shared.inflight:  # being evaluated right now: share that result
             self.shared.attach(key, trial, verdict)
-            return True
+            return None
         known = self.shared.latency.get(spec.spec_id)
         if known is not None and known[0] > (self.config.budget.max_latency_ms or math.inf):
             ledger.tell_infeasible(trial, self._with_latency(verdict, known[0]),
                                    {"params": verdict.params, "macs": verdict.macs,
                                     "latency_ms": known[0]}, "over budget: latency")
-            return True
+            return None
         task = self.tasks.task(trial, spec, ev_config, ev_key, latency_known=known is not None)
-        kill_point("dispatched")
-        ref = remote.options(num_cpus=self.config.workers.cpus_per_trial,
-                             num_gpus=self.config.workers.gpus_per_trial,
-                             max_retries=0).remote(task)
-        self.running[ref] = (trial, spec, verdict, self.tasks.checkpoints(spec, ev_key, index))
-        self.shared.inflight.add(key)
-        return True
+        return trial, spec, verdict, task, ev_key, index
 
     def _with_latency(self, verdict: Verdict, latency_ms: float | None) -> Verdict:
         if latency_ms is None:
@@ -415,7 +427,7 @@ class _Driver:
         key = _result_key(spec.spec_id, trial.user_attrs["evaluator_key"],
                           seed_index(trial.user_attrs))
         attached = self.shared.finish(key)
-        reason = None
+        reason, out = None, None
         try:
             out = ray.get(ref)
         except _node_lost(ray):
@@ -424,8 +436,10 @@ class _Driver:
             # sub-task (a device measurement) died with its node raises a RayTaskError that is
             # also a NodeDiedError.
             lost = "interrupted: NodeDiedError: the node running it died"
-            for other in (trial, *(t for t, _ in attached)):
-                ledger.requeue(other.number, other.params, other.user_attrs, other, reason=lost)
+            with ledger.batch():
+                for other in (trial, *(t for t, _ in attached)):
+                    ledger.requeue(other.number, other.params, other.user_attrs, other,
+                                   reason=lost)
             self.messages.append(f"trial {trial.number}: its node died; re-queued")
             return
         except ray.exceptions.RayTaskError as exc:
@@ -436,21 +450,28 @@ class _Driver:
             reason = f"{type(exc).__name__}: the worker died (out of memory or killed)"
         kill_point("returned")
         try:
-            if reason is not None:
-                ledger.tell_failed(trial, reason)
-                for other, _ in attached:
-                    ledger.tell_failed(other, f"the same network failed in trial "
-                                       f"{trial.number}: {reason}")
-            else:
-                self._record(trial, spec, verdict, out)
-                self._settle_attached(attached, out, key)
+            with ledger.batch():
+                self._outcome(trial, spec, verdict, out, reason, attached, key)
         except optuna.exceptions.UpdateFinishedTrialError:
             # Another driver decided this driver was dead and re-queued the trial: its new
             # attempt owns the result now (and the checkpoint).
             self.messages.append(f"trial {trial.number} was re-queued by another driver while "
                                  "it ran; this attempt's result is dropped")
             return
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)  # once the outcome is on disk, never before
+
+    def _outcome(self, trial: Any, spec: Any, verdict: Verdict, out: Any, reason: str | None,
+                 attached: list[tuple[Any, Verdict]], key: str) -> None:
+        """Record a finished task's outcome (a failure when ``reason`` is set)."""
+        ledger = self.ledger
+        if reason is not None:
+            ledger.tell_failed(trial, reason)
+            for other, _ in attached:
+                ledger.tell_failed(other, f"the same network failed in trial "
+                                   f"{trial.number}: {reason}")
+        else:
+            self._record(trial, spec, verdict, out)
+            self._settle_attached(attached, out, key)
 
     def _settle_attached(self, attached: list[tuple[Any, Verdict]], out: Outcome,
                          key: str) -> None:

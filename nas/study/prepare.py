@@ -264,12 +264,12 @@ def open_storage(config: StudyConfig, run_dir: Path, *, repair: bool = True,
         except Exception as exc:  # sqlalchemy raises many kinds for a bad URL or server
             raise StudyError(f"storage={config.storage}: cannot connect "
                              f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    from nas.study.journal import BatchedJournalStorage
 
     if repair:
         run_dir.mkdir(parents=True, exist_ok=True)
         repair_journal(run_dir / JOURNAL_FILE)
-    return JournalStorage(JournalFileBackend(str(run_dir / JOURNAL_FILE)))
+    return BatchedJournalStorage(str(run_dir / JOURNAL_FILE))
 
 
 def repair_journal(path: Path) -> bool:

@@ -63,13 +63,15 @@ def _running(load):
 @pytest.mark.slow
 def test_a_second_driver_on_a_journal_study_is_refused_and_the_first_goes_on(tmp_path):
     data = yaml.safe_load(SMOKE.read_text())
-    data["evaluator"]["seconds"] = 1.0
+    go = tmp_path / "go"  # the first driver's trials wait for it: it is still running below
+    data["evaluator"].update(seconds=0.2, hold=str(go))
     data["trials"] = 4
     run_dir, command = _cli_run(tmp_path, data)
     first = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     _wait_until(lambda: _running(lambda: _snapshot(run_dir)), "a running trial")
     second = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 2
+    go.touch()
+    assert second.returncode == 2, second.stderr
     assert second.stderr.startswith(f"nas: error: {run_dir}: the study is being run by another")
     assert f"pid {first.pid} on host {socket.gethostname()}" in second.stderr
     assert second.stderr.count("\n") == 1

@@ -410,3 +410,20 @@ def test_counts_kept_along_the_way_equal_a_recount_after_a_resumed_study(tmp_pat
     kept, recounted, front, pareto = seen[0]
     assert kept == recounted and front == pareto
     assert recounted.interrupted >= 1 and recounted.infeasible >= 1 and recounted.failed == 1
+
+
+def test_a_trial_costs_the_journal_two_synced_appends_at_most(tmp_path, monkeypatch):
+    # Optuna's file backend syncs each record (about 55 per trial: every parameter and
+    # attribute); the driver writes an asked trial and a recorded outcome as one append each.
+    syncs = []
+    real = os.fsync
+    monkeypatch.setattr("nas.study.journal.os.fsync", lambda fd: (syncs.append(fd), real(fd)))
+    prepared = _study(tmp_path, trials=8, latency={"kind": "none"},
+                      objectives=[{"metric": "accuracy"}, {"metric": "params"}])
+    summary = run_study(prepared, stream=None)
+    assert summary.finished
+    study, _ = open_run(prepared.run_dir)
+    asked = len(study.trials)
+    assert asked >= 8
+    # per session: the study, its fingerprint and the fixed trials' queue
+    assert asked <= len(syncs) <= 2 * asked + 4, (len(syncs), asked)
