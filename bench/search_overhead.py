@@ -13,7 +13,9 @@
    resumed session of the same study), on the journal file and, with --postgres URL, on a
    PostgreSQL database. For the last tenth of the trials before each size: the driver's time per
    evaluated trial (between two recorded results; infeasible candidates asked on the way
-   included) with the sampler's own time (its Optuna hooks) split out.
+   included) with the sampler's own time (its Optuna hooks) split out. With --optuna-journal
+   SIZES, the same on Optuna's own journal file backend (every record appended and synced on its
+   own, as before nas.study.journal), side by side in the same run.
 
 Targets (issue 3): overhead <= 100 ms per trial, gate <= 50 ms new and <= 1 ms cached, 2 workers
 >= 1.8x the throughput of 1; (issue 14) at most 25 ms per trial at 10,000 trials without the
@@ -23,6 +25,7 @@ sampler, and the sampler's cost per trial stated at each size.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import time
@@ -121,7 +124,23 @@ class _Clock:
         runner._Driver.settle = patched_settle  # type: ignore[method-assign]
 
 
-def scale_timing(root: Path, sizes: list[int], storage: str | None) -> list[dict]:
+@contextlib.contextmanager
+def _optuna_journal():  # type: ignore[no-untyped-def]
+    """Run folders opened on Optuna's own file backend (a record per append) meanwhile."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    import nas.study.journal as journal
+
+    batched = journal.BatchedJournalStorage
+    journal.BatchedJournalStorage = lambda path: JournalStorage(JournalFileBackend(path))
+    try:
+        yield
+    finally:
+        journal.BatchedJournalStorage = batched
+
+
+def scale_timing(root: Path, sizes: list[int], storage: str | None,
+                 label: str | None = None) -> list[dict]:
     """Grow one zero-cost study to each of ``sizes`` and time the last tenth before each."""
     clock = _Clock()
     clock.install()
@@ -143,7 +162,7 @@ def scale_timing(root: Path, sizes: list[int], storage: str | None) -> list[dict
         total = statistics.median(t for t, _ in steps)
         sampler = statistics.median(s for _, s in steps)
         framework = statistics.median(t - s for t, s in steps)
-        rows.append({"storage": "postgresql" if storage else "journal", "trials": size,
+        rows.append({"storage": label or ("postgresql" if storage else "journal"), "trials": size,
                      "infeasible": summary.counts.infeasible,
                      "per_trial_ms": round(1e3 * total, 2),
                      "sampler_ms": round(1e3 * sampler, 2),
@@ -165,13 +184,16 @@ def main() -> None:
                         help="study sizes for the scale section (comma-separated; empty: skip)")
     parser.add_argument("--postgres", default=None,
                         help="a PostgreSQL URL for the scale section (a database to fill)")
+    parser.add_argument("--optuna-journal", default="",
+                        help="sizes to run also on Optuna's own journal backend (comma-separated)")
     parser.add_argument("--only-scale", action="store_true")
     args = parser.parse_args()
     results: dict[str, object] = {}
     sizes = [int(x) for x in args.scale.split(",") if x]
+    plain = [int(x) for x in args.optuna_journal.split(",") if x]
     if args.only_scale:
         with tempfile.TemporaryDirectory() as tmp:
-            results["scale"] = _scale(Path(tmp), sizes, args.postgres)
+            results["scale"] = _scale(Path(tmp), sizes, args.postgres, plain)
         _print_scale(results["scale"])
         write_results(args.out, results)
         return
@@ -187,7 +209,7 @@ def main() -> None:
         results["throughput"] = {"seconds_per_evaluation": args.seconds, "one_worker": one,
                                  "two_workers": two,
                                  "speedup": two["trials_per_hour"] / one["trials_per_hour"]}
-        results["scale"] = _scale(root, sizes, args.postgres)
+        results["scale"] = _scale(root, sizes, args.postgres, plain)
     o, g, t = results["overhead"], results["gate"], results["throughput"]
     wall_per_trial = 1e3 * o["wall_s"] / o["trials"]
     print(f"{'measure':<52}{'value':>12}  target")
@@ -206,8 +228,12 @@ def main() -> None:
     write_results(args.out, results)
 
 
-def _scale(root: Path, sizes: list[int], postgres: str | None) -> list[dict]:
-    rows = scale_timing(root / "journal", sizes, None) if sizes else []
+def _scale(root: Path, sizes: list[int], postgres: str | None, plain: list[int]) -> list[dict]:
+    rows = []
+    if plain:
+        with _optuna_journal():
+            rows += scale_timing(root / "optuna-journal", plain, None, label="journal (Optuna)")
+    rows += scale_timing(root / "journal", sizes, None) if sizes else []
     if sizes and postgres:
         rows += scale_timing(root / "postgres", sizes, postgres)
     return rows
@@ -216,11 +242,11 @@ def _scale(root: Path, sizes: list[int], postgres: str | None) -> list[dict]:
 def _print_scale(rows: list[dict]) -> None:
     if not rows:
         return
-    print(f"\n{'storage':<12}{'trials':>8}{'per trial (ms)':>16}{'sampler (ms)':>14}"
+    print(f"\n{'storage':<18}{'trials':>8}{'per trial (ms)':>16}{'sampler (ms)':>14}"
           f"{'framework (ms)':>16}  target")
     for r in rows:
         target = "<= 25" if r["trials"] >= 10_000 else ""
-        print(f"{r['storage']:<12}{r['trials']:>8}{r['per_trial_ms']:>16.1f}"
+        print(f"{r['storage']:<18}{r['trials']:>8}{r['per_trial_ms']:>16.1f}"
               f"{r['sampler_ms']:>14.1f}{r['framework_ms']:>16.1f}  {target}")
 
 
