@@ -22,7 +22,7 @@ from nas.errors import NasError
 from nas.report import figures as figs
 from nas.report.data import ReportData, load_report_data
 from nas.results.outcome import Counts, TrialStatus
-from nas.results.runs import CHANCE_HINT, frame_estimates, front_noise_text, noise_floor_of
+from nas.results.runs import CHANCE_HINT, chance_hint, frame_estimates, front_noise_text, noise_floor_of
 from nas.results.table import format_cell
 
 STATIC_FORMATS = ("png", "svg")
@@ -146,8 +146,12 @@ def _status_line(data: ReportData) -> list[tuple[str, str]]:
     chance = t[(t["status"] == TrialStatus.OK) & t["chance"].fillna(False).astype(bool)] \
         if "chance" in t else t.iloc[0:0]
     if len(chance):
+        inherited = "evaluator" in chance and (chance["evaluator"] == "supernet").any()
+        train = getattr(cfg.evaluator, "train", None)
+        hint = chance_hint({"inherited": True, "supernet_epochs": train.epochs}) \
+            if inherited and train is not None else CHANCE_HINT
         items.append(("AT CHANCE", f"{len(chance)} trial(s) scored no better than guessing "
-                                   f"(marked ✕ in the figures): {CHANCE_HINT}"))
+                                   f"(marked ✕ in the figures): {hint}"))
 
     floor = noise_floor_of(frame_estimates(t), cfg)
     front = t[t["pareto"].fillna(False).astype(bool)] if "pareto" in t else t.iloc[0:0]

@@ -377,9 +377,23 @@ def noise_lines(trials: Any, config: StudyConfig) -> list[str]:
         more = f" and {len(chance) - 10} more" if len(chance) > 10 else ""
         lines.append(f"  at chance level: {len(chance)} trial(s) ({numbers}{more}) score no "
                      "better than guessing on their validation set, so their ranking means "
-                     f"nothing; {CHANCE_HINT}")
+                     f"nothing; {chance_hint(chance[0].user_attrs.get('eval'))}")
     return lines
 
 
 CHANCE_HINT = ("at few epochs the most likely cause is a recipe tuned for 300 (the EMA, the "
                "multi-scale sampler, small crops: bench/short_recipe.py)")
+
+
+def chance_hint(provenance: dict[str, Any] | None) -> str:
+    """The most likely reason a trial of this evaluation learned nothing."""
+    p = provenance or {}
+    if p.get("inherited"):
+        epochs = p.get("supernet_epochs")
+        return (f"its weights come from a supernet trained for {epochs} epoch(s), too short for "
+                "its subnets to learn: train it longer (evaluator.train.epochs); the refine "
+                "step retrains the front standalone")
+    if p.get("ema") or p.get("multiscale"):
+        return CHANCE_HINT
+    return (f"{p.get('epochs', '?')} epoch(s) on {p.get('train_images', '?')} images are too "
+            "few for this network (raise epochs or train_images)")

@@ -522,7 +522,7 @@ class _Driver:
     def _flag_chance(self, number: int, ev: Any) -> None:
         """Say so when a trial's top-1 is no better than guessing on its validation set."""
         from nas.results.noise import chance_ceiling, trial_at_chance
-        from nas.results.runs import CHANCE_HINT
+        from nas.results.runs import chance_hint
 
         p = ev.provenance
         if not trial_at_chance(ev.accuracy, p):
@@ -533,7 +533,7 @@ class _Driver:
                 f"warning: trial {number} scored {ev.accuracy:.1f} %, at chance level (guessing "
                 f"among {p['classes']} classes reaches up to "
                 f"{chance_ceiling(p['classes'], p['val_images']):.1f} % on {p['val_images']} "
-                f"images): it learned nothing; {CHANCE_HINT}")
+                f"images): it learned nothing; {chance_hint(p)}")
         elif self.chance == _CHANCE_WARNINGS + 1:
             self.messages.append("warning: more trials at chance level; the progress line "
                                  "counts them (AT CHANCE), `nas status` lists them")

@@ -104,3 +104,13 @@ def test_at_chance_flags_a_guesser_only():
     assert not at_chance(17.0, 10, 200)  # the ceiling is 16.0 % on 200 images
     assert not at_chance(None, 10, 200) and not at_chance(10.0, None, 200)
     assert not at_chance(10.0, 10, 0)
+
+
+def test_the_chance_hint_names_the_likely_cause_of_each_evaluation():
+    from nas.results.runs import CHANCE_HINT, chance_hint
+
+    inherited = chance_hint({"inherited": True, "supernet_epochs": 3, "ema": False})
+    assert "supernet trained for 3 epoch(s)" in inherited and "EMA" not in inherited
+    assert chance_hint({"epochs": 4, "ema": True, "multiscale": None}) == CHANCE_HINT
+    plain = chance_hint({"epochs": 3, "train_images": 1600, "ema": False, "multiscale": None})
+    assert "3 epoch(s) on 1600 images" in plain and "EMA" not in plain
